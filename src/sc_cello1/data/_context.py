@@ -1,0 +1,95 @@
+"""The donor context sentence, as the authors built it from CELLxGENE ``obs`` columns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: The CELLxGENE ``obs`` columns the context sentence reads.
+CONTEXT_FIELDS = ("sex", "development_stage", "self_reported_ethnicity", "tissue", "disease")
+
+_MISSING = {"nan", "unknown", "none", "na", ""}
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a context value counts as missing (None, NaN, 'unknown', 'NA', '')."""
+    if value is None:
+        return True
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return True
+    except (TypeError, ValueError):
+        pass
+    return str(value).strip().lower() in _MISSING
+
+
+def context_sentence(
+    obs_row: Mapping[str, Any],
+    *,
+    extra_fields: Sequence[str] | Mapping[str, str] = (),
+) -> str:
+    """The authors' donor context sentence for one cell.
+
+    Starts with ``"The cell is from"`` and appends, each only when present:
+    ``" a {sex}"``, ``" at the {development_stage}"``,
+    ``" with {self_reported_ethnicity} background"``, ``", originating from the {tissue}"``
+    and ``". The patient is healthy with no diagnosed disease."`` (disease ``normal``) or
+    ``". The patient has been diagnosed with {disease}."``.
+
+    Parameters
+    ----------
+    obs_row
+        A row of ``adata.obs`` (a :class:`pandas.Series`) or a dict.
+    extra_fields
+        Further ``obs`` columns to append as short sentences ``" {Column}: {value}."``
+        (for example smoking status or treatment time point). A mapping gives the text
+        to use instead of the column name (``{"smoker": "Smoking status"}``).
+
+    Returns
+    -------
+    The sentence.
+
+    Examples
+    --------
+    >>> context_sentence({"sex": "female", "development_stage": "65-year-old stage",
+    ...     "self_reported_ethnicity": "European", "tissue": "lung",
+    ...     "disease": "lung adenocarcinoma"})
+    'The cell is from a female at the 65-year-old stage with European background, originating from the lung. The patient has been diagnosed with lung adenocarcinoma.'
+    """
+
+    def get(key: str) -> Any:
+        try:
+            value = obs_row[key]
+        except (KeyError, IndexError):
+            return None
+        return None if is_missing(value) else value
+
+    text = "The cell is from"
+    if (sex := get("sex")) is not None:
+        text += f" a {sex}"
+    if (stage := get("development_stage")) is not None:
+        text += f" at the {stage}"
+    if (eth := get("self_reported_ethnicity")) is not None:
+        text += f" with {eth} background"
+    if (tissue := get("tissue")) is not None:
+        text += f", originating from the {tissue}"
+    if (disease := get("disease")) is not None:
+        if str(disease).strip().lower() == "normal":
+            text += ". The patient is healthy with no diagnosed disease."
+        else:
+            text += f". The patient has been diagnosed with {disease}."
+    labels = (
+        dict(extra_fields)
+        if isinstance(extra_fields, Mapping)
+        else {f: f.replace("_", " ").capitalize() for f in extra_fields}
+    )
+    for column, label in labels.items():
+        value = get(column)
+        if value is None:
+            continue
+        if not text.endswith("."):
+            text += "."
+        text += f" {label}: {value}."
+    return text

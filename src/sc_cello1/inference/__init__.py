@@ -1,0 +1,3 @@
+"""Inference backends: transformers, vLLM and OpenAI-compatible servers."""
+
+__all__: list[str] = []

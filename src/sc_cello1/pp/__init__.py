@@ -1,0 +1,3 @@
+"""Preprocessing: per-cell top expressed genes."""
+
+__all__: list[str] = []
