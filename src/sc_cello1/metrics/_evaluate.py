@@ -34,7 +34,8 @@ def score_completion(completion: str, answer: str | Sequence[str] | Puzzle) -> d
     case-insensitive), ``exact`` (all right), ``valid`` (format valid), ``uniqueness``
     (distinct / total predicted items, 0 if invalid), ``answer`` (extracted string) and
     ``reward`` (:func:`~sc_cello1.metrics.reward`). An invalid completion scores 0 but its
-    cells count. A valid answer of the wrong length is scored position by position.
+    cells count. A valid answer of the wrong length is scored position by position. An
+    empty gold answer scores 0 everywhere (``valid`` False), as in ``eval.py``.
     """
     from ._reward import reward
 
@@ -50,7 +51,11 @@ def score_completion(completion: str, answer: str | Sequence[str] | Puzzle) -> d
         "answer": extracted,
         "reward": reward(completion, gold),
     }
-    if not valid or not gold:
+    if not gold:
+        # eval.py scores a record without gold items as 0 everywhere, format included
+        out["valid"] = False
+        return out
+    if not valid:
         return out
     pred = split_items(extracted)
     correct = sum(p.lower() == g.lower() for p, g in zip(pred, gold, strict=False))

@@ -10,6 +10,9 @@ from ._answer import extract_answer, is_valid_format, split_items
 
 def _gold_items(answer: str | Sequence[str]) -> list[str]:
     if isinstance(answer, str):
+        if "<answer>" in answer:
+            # a full target such as the public `reasoning` split's assistant_msg
+            return split_items(extract_answer(answer))
         return split_items(answer)
     return [str(a).strip() for a in answer if str(a).strip()]
 
@@ -62,7 +65,9 @@ def _completion_text(completion: Any) -> str:
     return str(completion)
 
 
-def cellpuzzles_reward(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float]:
+def cellpuzzles_reward(
+    completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any
+) -> list[float]:
     """Reward function with trl's signature: ``(completions, **columns) -> list[float]``.
 
     Parameters
