@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
-        print(f"cello1 {args.command}: error: {e}", file=sys.stderr)
+        # KeyError's str() quotes its message; show the message itself.
+        text = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"cello1 {args.command}: error: {text}", file=sys.stderr)
         return 1
 
 
