@@ -1,3 +1,5 @@
 """Getters: tidy tables from results stored in AnnData."""
 
-__all__: list[str] = []
+from ._top_genes import top_genes
+
+__all__: list[str] = ["top_genes"]

@@ -1,3 +1,5 @@
 """Preprocessing: per-cell top expressed genes."""
 
-__all__: list[str] = []
+from ._top_genes import top_genes
+
+__all__: list[str] = ["top_genes"]
