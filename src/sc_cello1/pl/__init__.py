@@ -1,3 +1,6 @@
 """Plotting: labels with confidence, reasoning views."""
 
-__all__: list[str] = []
+from ._annotation import annotation
+from ._reasoning import ClusterReasoning, reasoning
+
+__all__ = ["ClusterReasoning", "annotation", "reasoning"]

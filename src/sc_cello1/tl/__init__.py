@@ -1,3 +1,6 @@
 """Tools: annotate clusters with Cell-o1, solve CellPuzzles."""
 
-__all__: list[str] = []
+from ._annotate import annotate
+from ._solve import SolveResult, solve
+
+__all__: list[str] = ["SolveResult", "annotate", "solve"]

@@ -1,0 +1,86 @@
+"""Time and memory of what ``cello1.tl.annotate`` does before the model runs.
+
+Builds a synthetic sparse AnnData (counts-like, CSR) with clusters and donors, then
+times validation + representative cells + top genes + puzzle building (the model is
+not loaded: ``_validate_data`` and ``_build_plan`` are the steps ``annotate`` runs
+before ``get_backend``). Prints one line per setting.
+
+    .venv/bin/python benchmarks/bench_annotate_prepare.py --cells 200000 --genes 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from sc_cello1.tl._annotate import _build_plan, _validate_data
+
+
+def synthetic(
+    n_cells: int, n_genes: int, n_clusters: int, n_donors: int, density: float, seed: int = 0
+):
+    rng = np.random.default_rng(seed)
+    k = max(1, int(density * n_genes))
+    indices = np.sort(rng.integers(0, n_genes, size=(n_cells, k), dtype=np.int32), axis=1)
+    data = np.floor(rng.exponential(2.0, size=n_cells * k)).astype(np.float32) + 1
+    indptr = np.arange(0, n_cells * k + 1, k, dtype=np.int64)
+    X = sparse.csr_matrix((data, indices.ravel(), indptr), shape=(n_cells, n_genes))
+    X.sum_duplicates()
+    obs = pd.DataFrame(
+        {
+            "leiden": pd.Categorical(rng.integers(0, n_clusters, n_cells).astype(str)),
+            "donor": pd.Categorical(rng.integers(0, n_donors, n_cells).astype(str)),
+        },
+        index=[f"c{i}" for i in range(n_cells)],
+    )
+    var = pd.DataFrame(index=[f"G{j}" for j in range(n_genes)])
+    return ad.AnnData(X, obs=obs, var=var)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--cells", type=int, default=200_000)
+    p.add_argument("--genes", type=int, default=20_000)
+    p.add_argument("--clusters", type=int, default=20)
+    p.add_argument("--donors", type=int, default=10)
+    p.add_argument("--density", type=float, default=0.05)
+    p.add_argument("--samples", type=int, default=5)
+    args = p.parse_args()
+    adata = synthetic(args.cells, args.genes, args.clusters, args.donors, args.density)
+    candidates = [f"type {k}" for k in range(args.clusters)]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS after building the data: {base:.0f} MiB")
+    print(
+        f"{args.cells} cells x {args.genes} genes, {adata.X.nnz / 1e6:.0f} M stored values, {args.clusters} clusters"
+    )
+    for donor_key in (None, "donor"):
+        kw = {
+            "donor_key": donor_key,
+            "n_genes": 50,
+            "n_samples": args.samples,
+            "max_cells_per_puzzle": 15,
+            "seed": 0,
+        }
+        start = time.perf_counter()
+        data = _validate_data(
+            adata, "leiden", candidates=candidates, context=None, context_fields=(), layer=None,
+            use_raw=None, gene_symbols=None, key_added="cello1", **kw,
+        )  # fmt: skip
+        t_validate = time.perf_counter() - start
+        plan = _build_plan(adata, data, context=None, context_fields=(), **kw)
+        total = time.perf_counter() - start
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"donor_key={donor_key!s:6} puzzles={len(plan.puzzles):4d} validate={t_validate:6.2f} s "
+            f"total={total:6.2f} s peak RSS={rss:7.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()

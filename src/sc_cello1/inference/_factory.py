@@ -1,0 +1,122 @@
+"""``get_backend``: build a backend from a model and a backend name."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from sc_cello1._logging import logger
+
+from ._base import BACKENDS, Backend
+from ._resolve import check_model
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def vllm_available() -> bool:
+    """Whether vLLM can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec("vllm") is not None
+    except ValueError:  # pragma: no cover - broken installs
+        return False
+
+
+def choose_backend(backend: str) -> str:
+    """Return the concrete backend ``"auto"`` stands for here, after validating the name.
+
+    ``"auto"`` is ``"vllm"`` when vLLM is importable and CUDA is present, else
+    ``"transformers"``.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not one of :data:`BACKENDS` (the message lists them).
+
+    Examples
+    --------
+    >>> from sc_cello1.inference import choose_backend
+    >>> choose_backend("openai")
+    'openai'
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        msg = f"backend={backend!r} is not known; use one of {list(BACKENDS)}."
+        raise ValueError(msg)
+    if backend != "auto":
+        return backend
+    return "vllm" if vllm_available() and _cuda_available() else "transformers"
+
+
+def check_backend_args(model: Any, backend: str, **kwargs: Any) -> str:
+    """Validate ``model`` and ``backend`` without loading anything; returns the backend."""
+    if isinstance(model, Backend):
+        return getattr(model, "name", type(model).__name__)
+    name = choose_backend(backend)
+    if name == "openai":
+        if not isinstance(model, str) or not model:
+            msg = "With backend='openai', model must be the model name the server knows (a string)."
+            raise TypeError(msg)
+        base_url = kwargs.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+        if not base_url:
+            msg = "backend='openai' needs base_url= (e.g. 'http://127.0.0.1:8000/v1') or OPENAI_BASE_URL."
+            raise ValueError(msg)
+    else:
+        check_model(model)
+    return name
+
+
+def get_backend(model: Any, backend: str = "auto", **kwargs: Any) -> Backend:
+    """Build an inference backend for a model.
+
+    Parameters
+    ----------
+    model
+        A registered model name (see :mod:`sc_cello1.models`), a local transformers
+        folder, a ``.gguf`` file, or for ``backend="openai"`` the model name the server
+        knows. An object that already implements :class:`Backend` is returned as is.
+    backend
+        ``"auto"`` (vLLM when importable and CUDA is present, else transformers),
+        ``"transformers"``, ``"vllm"`` or ``"openai"``.
+    **kwargs
+        Passed to the backend class: :class:`TransformersBackend` (``device_map``,
+        ``dtype``, ``batch_size``...), :class:`VLLMBackend` (``tensor_parallel_size``,
+        ``dtype``, ``gpu_memory_utilization``, ``max_model_len``...) or
+        :class:`OpenAIBackend` (``base_url``, ``api_key``, ``max_concurrency``,
+        ``timeout``, ``max_retries``...).
+
+    Returns
+    -------
+    The backend, ready to :meth:`~Backend.generate`.
+
+    Examples
+    --------
+    >>> import sc_cello1 as cello1
+    >>> backend = cello1.inference.get_backend("path/to/model", backend="transformers")  # doctest: +SKIP
+    >>> backend.provenance()["backend"]  # doctest: +SKIP
+    'transformers'
+    """
+    if isinstance(model, Backend):
+        return model
+    name = check_backend_args(model, backend, **kwargs)
+    logger.info(
+        "backend %r for model %r",
+        name,
+        os.fspath(model) if isinstance(model, os.PathLike) else model,
+    )
+    if name == "transformers":
+        from ._transformers import TransformersBackend
+
+        return TransformersBackend(model, **kwargs)
+    if name == "vllm":
+        from ._vllm import VLLMBackend
+
+        return VLLMBackend(model, **kwargs)
+    from ._openai import OpenAIBackend
+
+    return OpenAIBackend(model, **kwargs)

@@ -1,0 +1,200 @@
+"""The ``cello1 annotate`` subcommand (registered by :mod:`sc_cello1.tl._cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``cello1 annotate`` to the ``cello1`` subcommands."""
+    p = sub.add_parser(
+        "annotate",
+        help="label the clusters of an .h5ad file with Cell-o1",
+        description=(
+            "Annotate clusters with Cell-o1 (cello1.tl.annotate) and write the AnnData with "
+            "obs[KEY], obs[KEY_confidence] and uns[KEY] to OUT."
+        ),
+    )
+    p.add_argument(
+        "input",
+        metavar="IN.h5ad",
+        help="input AnnData file, or scanpy:NAME for a dataset of scanpy.datasets (e.g. scanpy:pbmc68k_reduced)",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT.h5ad", help="output AnnData file")
+    p.add_argument(
+        "--groupby", default="leiden", help="obs column with the clusters (default: leiden)"
+    )
+    p.add_argument(
+        "--candidates", nargs="+", default=None, metavar="TYPE", help="candidate cell types"
+    )
+    p.add_argument(
+        "--candidates-file",
+        default=None,
+        metavar="FILE",
+        help="text file with one candidate cell type per line (blank lines and # comments skipped)",
+    )
+    p.add_argument(
+        "--candidates-from",
+        default=None,
+        metavar="COLUMN",
+        help="use the categories of this obs column (e.g. a reference annotation) as candidates",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="registered name, model folder or .gguf file (default: settings)",
+    )
+    p.add_argument("--backend", default="auto", choices=["auto", "transformers", "vllm", "openai"])
+    p.add_argument("--base-url", default=None, help="server URL for --backend openai")
+    p.add_argument(
+        "--api-key", default=None, help="API key for --backend openai (or $OPENAI_API_KEY)"
+    )
+    p.add_argument("--layer", default=None, help="layer with the expression values")
+    p.add_argument("--use-raw", action="store_true", help="rank genes in adata.raw")
+    p.add_argument("--gene-symbols", default=None, help="var column with gene symbols")
+    p.add_argument("--donor-key", default=None, help="obs column with donors: puzzles per donor")
+    p.add_argument(
+        "--context", default=None, help="donor context sentence (default: from CELLxGENE columns)"
+    )
+    p.add_argument("--n-genes", type=int, default=50, help="top genes per cell (default: 50)")
+    p.add_argument("--n-samples", type=int, default=5, help="puzzles per cluster (default: 5)")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature (default: 0, greedy)"
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=3500, help="cap on generated tokens (default: 3500)"
+    )
+    p.add_argument(
+        "--max-cells-per-puzzle",
+        type=int,
+        default=15,
+        help="clusters per puzzle at most (default: 15)",
+    )
+    p.add_argument(
+        "--no-unique", action="store_true", help="allow several clusters to get the same type"
+    )
+    p.add_argument("--constrained", action="store_true", help="constrained decoding of the answer")
+    p.add_argument("--batch-size", type=int, default=None, help="prompts per generation batch")
+    p.add_argument(
+        "--key-added", default="cello1", help="obs/uns key of the results (default: cello1)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="folder to store finished puzzles (resume after interrupt)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=run_annotate)
+    return p
+
+
+def read_candidates_file(path: str | os.PathLike) -> list[str]:
+    """Candidate cell types from a text file: one per line, blanks and ``#`` comments skipped."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def read_input(spec: str):
+    """Read ``IN.h5ad``, or ``scanpy:NAME`` as ``scanpy.datasets.NAME()``."""
+    import anndata as ad
+
+    if spec.startswith("scanpy:"):
+        import scanpy as sc
+
+        name = spec.removeprefix("scanpy:")
+        loader = (
+            getattr(sc.datasets, name, None)
+            if name.isidentifier() and not name.startswith("_")
+            else None
+        )
+        if loader is None or not callable(loader):
+            available = [n for n in dir(sc.datasets) if not n.startswith("_")]
+            msg = f"scanpy.datasets has no dataset {name!r}; use one of {available}."
+            raise ValueError(msg)
+        return loader()
+    source = Path(spec)
+    if not source.is_file():
+        msg = f"input file {str(source)!r} not found."
+        raise FileNotFoundError(msg)
+    return ad.read_h5ad(source)
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    """Run ``cello1 annotate``; returns the exit status."""
+    import sc_cello1 as cello1
+
+    candidates = list(args.candidates or [])
+    if args.candidates_file:
+        candidates += read_candidates_file(args.candidates_file)
+    if not candidates and not args.candidates_from:
+        msg = (
+            "no candidates; pass --candidates TYPE ..., --candidates-file FILE or "
+            "--candidates-from COLUMN."
+        )
+        raise ValueError(msg)
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        msg = f"output folder {str(output.parent)!r} does not exist."
+        raise FileNotFoundError(msg)
+    backend_kwargs = {}
+    if args.base_url:
+        backend_kwargs["base_url"] = args.base_url
+    if args.api_key:
+        backend_kwargs["api_key"] = args.api_key
+    adata = read_input(args.input)
+    if args.candidates_from:
+        if args.candidates_from not in adata.obs.columns:
+            msg = f"--candidates-from: `obs[{args.candidates_from!r}]` not found (obs columns: {list(adata.obs.columns)})."
+            raise KeyError(msg)
+        column = adata.obs[args.candidates_from].dropna()
+        if hasattr(column, "cat"):
+            extra = list(column.cat.remove_unused_categories().cat.categories)
+        else:
+            extra = sorted(column.astype(str).unique())
+        candidates += [str(c) for c in extra if str(c) not in candidates]
+    cello1.tl.annotate(
+        adata,
+        args.groupby,
+        candidates=candidates,
+        model=args.model,
+        backend=args.backend,
+        context=args.context,
+        donor_key=args.donor_key,
+        layer=args.layer,
+        use_raw=True if args.use_raw else None,
+        gene_symbols=args.gene_symbols,
+        n_genes=args.n_genes,
+        n_samples=args.n_samples,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        max_cells_per_puzzle=args.max_cells_per_puzzle,
+        unique=not args.no_unique,
+        constrained=args.constrained,
+        batch_size=args.batch_size,
+        key_added=args.key_added,
+        cache_dir=args.cache_dir,
+        seed=args.seed,
+        backend_kwargs=backend_kwargs or None,
+    )
+    fd, tmp = tempfile.mkstemp(prefix=output.name + ".", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        adata.write_h5ad(tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    table = adata.uns[args.key_added]["clusters"]
+    sys.stdout.write(
+        table[["label", "confidence", "votes", "n_asked", "n_cells"]].to_string() + "\n"
+    )
+    sys.stdout.write(f"wrote {output}\n")
+    return 0

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import sc_cello1 as cello1
+from sc_cello1.cli import main
+
+
+def test_train_help_lists_config_fields(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "grpo", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--num-generations", "--kl-coef", "--clip-epsilon", "--no-use-peft", "--strategy"):
+        assert flag in text
+
+
+def test_train_cli_rejects_bad_config(tiny_qwen2, train_puzzles, tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    cello1.data.write_puzzles(train_puzzles, path)
+    code = main(
+        [
+            "train",
+            "grpo",
+            str(tiny_qwen2),
+            str(path),
+            "-o",
+            str(tmp_path / "o"),
+            "--num-generations",
+            "3",
+            "--batch-size",
+            "4",
+        ]
+    )
+    assert code == 1
+    assert "multiple of num_generations" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_cli_sft_then_merge(tiny_qwen2, train_puzzles, tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    cello1.data.write_puzzles(train_puzzles, path)
+    out = tmp_path / "sft"
+    code = main(
+        [
+            "train",
+            "sft",
+            str(tiny_qwen2),
+            str(path),
+            "-o",
+            str(out),
+            "--max-steps",
+            "1",
+            "--lora-r",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--no-use-dora",
+            "--no-merge",
+            "--per-device-train-batch-size",
+            "2",
+            "--gradient-accumulation-steps",
+            "1",
+        ]
+    )
+    assert code == 0
+    info = json.loads((out / "cello1_train.json").read_text())
+    assert info["config"]["lora_r"] == 4 and info["config"]["use_dora"] is False
+    assert main(["train", "merge", str(out), "-o", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
