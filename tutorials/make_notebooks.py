@@ -175,8 +175,8 @@ cello1.tl.annotate(
     candidates=candidates,
     model="smollm2-135m",
     use_raw=True,
-    n_samples=3,
-    max_new_tokens=48,
+    n_samples=2,
+    max_new_tokens=128,
     constrained=True,
     seed=0,
 )
