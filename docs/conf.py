@@ -33,6 +33,9 @@ master_doc = "index"
 
 autosummary_generate = True
 autodoc_member_order = "bysource"
+# Overrides of third-party methods (e.g. LightningModule.training_step) would inherit
+# docstrings written for another doc toolchain.
+autodoc_inherit_docstrings = False
 autodoc_default_options = {"members": True, "inherited-members": False}
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
@@ -119,3 +122,8 @@ def _copy_tutorials() -> None:
 
 
 _copy_tutorials()
+
+# GRPOModule is built by a factory on first access (so `import sc_cello1` does not
+# import Lightning); its methods are local functions that the typehints extension
+# cannot resolve, which is harmless.
+suppress_warnings = ["sphinx_autodoc_typehints.local_function"]
