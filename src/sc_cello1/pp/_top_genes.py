@@ -88,6 +88,23 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="cells", disable=progress_disabled())
 
 
+
+def _check_sizes(n_genes: Any, chunk_size: Any, n_vars: int) -> None:
+    """Reject a non-positive or too large ``n_genes`` and a non-positive ``chunk_size``."""
+    if isinstance(n_genes, bool) or not isinstance(n_genes, int | np.integer) or n_genes < 1:
+        msg = f"n_genes must be a positive integer, not {n_genes!r}."
+        raise ValueError(msg)
+    if n_genes > n_vars:
+        msg = f"n_genes={n_genes} is larger than the number of genes ({n_vars}); pass n_genes<={n_vars}."
+        raise ValueError(msg)
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, int | np.integer)
+        or chunk_size < 1
+    ):
+        msg = f"chunk_size must be a positive integer, not {chunk_size!r}."
+        raise ValueError(msg)
+
 def top_gene_indices(
     X: Any,
     n_genes: int,
@@ -140,19 +157,7 @@ def top_gene_indices(
         msg = f"X must be 2-d (cells x genes), not of shape {X.shape}."
         raise ValueError(msg)
     n_obs, n_vars = X.shape
-    if isinstance(n_genes, bool) or not isinstance(n_genes, int | np.integer) or n_genes < 1:
-        msg = f"n_genes must be a positive integer, not {n_genes!r}."
-        raise ValueError(msg)
-    if n_genes > n_vars:
-        msg = f"n_genes={n_genes} is larger than the number of genes ({n_vars}); pass n_genes<={n_vars}."
-        raise ValueError(msg)
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, int | np.integer)
-        or chunk_size < 1
-    ):
-        msg = f"chunk_size must be a positive integer, not {chunk_size!r}."
-        raise ValueError(msg)
+    _check_sizes(n_genes, chunk_size, n_vars)
     n = int(n_genes)
     want = _resolve_rows(rows, n_obs)
     out = np.empty((want.shape[0], n), dtype=INDEX_DTYPE)
@@ -368,19 +373,7 @@ def top_genes(
         raise ValueError(msg)
     X, var_names, var = expression_matrix(adata, layer=layer, use_raw=use_raw)
     n_vars = X.shape[1]
-    if isinstance(n_genes, bool) or not isinstance(n_genes, int | np.integer) or n_genes < 1:
-        msg = f"n_genes must be a positive integer, not {n_genes!r}."
-        raise ValueError(msg)
-    if n_genes > n_vars:
-        msg = f"n_genes={n_genes} is larger than the number of genes ({n_vars}); pass n_genes<={n_vars}."
-        raise ValueError(msg)
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, int | np.integer)
-        or chunk_size < 1
-    ):
-        msg = f"chunk_size must be a positive integer, not {chunk_size!r}."
-        raise ValueError(msg)
+    _check_sizes(n_genes, chunk_size, n_vars)
     gene_names(var, var_names, gene_symbols)
     what = (
         "adata.raw.X"
