@@ -3,16 +3,10 @@
 Use as ``import sc_cello1 as cello1``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import data, get, inference, metrics, models, pl, pp, tl, train
 from ._logging import logger
 from ._settings import settings
-
-try:
-    __version__ = version("sc-cello1")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from ._version import __version__
 
 __all__ = [
     "__version__",

@@ -238,3 +238,40 @@ def check_nonnegative(X: Any, *, what: str = "X") -> None:
     n_rows = X.shape[0]
     for start in range(0, n_rows, _SCAN_ROWS):
         _raise_bad_values(*_count_bad(np.asarray(X[start : start + _SCAN_ROWS])), what)
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Reject a non-integer (or a bool) or one below ``minimum``; return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        msg = f"`{name}` must be an integer, got {value!r}."
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f"`{name}`={value} must be at least {minimum}."
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Reject anything but ``True``/``False`` (no truthy strings or numbers)."""
+    if not isinstance(value, bool | np.bool_):
+        msg = f"`{name}` must be True or False, got {value!r}."
+        raise TypeError(msg)
+    return bool(value)
+
+
+def is_sequence(value: Any) -> bool:
+    """An iterable that is not a string or bytes."""
+    return not isinstance(value, str | bytes) and hasattr(value, "__iter__")
+
+
+def check_obs_key(adata: AnnData, key: Any, what: str, hint: str) -> None:
+    """Require ``key`` to be an existing ``obs`` column; ``hint`` says how to fix it."""
+    if not isinstance(key, str):
+        msg = f"`{what}` must be the name of an obs column (a string), got {type(key).__name__}."
+        raise TypeError(msg)
+    if key not in adata.obs.columns:
+        msg = f"`obs[{key!r}]` not found; {hint}"
+        raise KeyError(msg)

@@ -209,7 +209,9 @@ def reasoning(
         rows = rows[rows["donor"].astype(str) == str(donor)]
     row = rows.iloc[0]
     puzzle = uns["puzzles"].loc[str(int(row["puzzle"]))]
-    text = str(row["reasoning"]) or _strip_answer(str(puzzle["text"]))
+    # the reasoning is stored once per puzzle (not per cluster); older results kept it per row
+    stored = row["reasoning"] if "reasoning" in row.index else puzzle.get("reasoning", "")
+    text = ("" if _is_missing(stored) else str(stored)) or _strip_answer(str(puzzle["text"]))
     info = uns["clusters"].loc[uns["clusters"].index.astype(str) == name].iloc[0]
     label = info["label"]
     return ClusterReasoning(

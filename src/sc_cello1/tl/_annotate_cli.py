@@ -29,7 +29,11 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--groupby", default="leiden", help="obs column with the clusters (default: leiden)"
     )
     p.add_argument(
-        "--candidates", nargs="+", default=None, metavar="TYPE", help="candidate cell types"
+        "--candidates",
+        nargs="+",
+        default=None,
+        metavar="TYPE",
+        help="candidate cell types (none given: the model proposes them first; a curated list is better)",
     )
     p.add_argument(
         "--candidates-file",
@@ -56,6 +60,17 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--layer", default=None, help="layer with the expression values")
     p.add_argument("--use-raw", action="store_true", help="rank genes in adata.raw")
     p.add_argument("--gene-symbols", default=None, help="var column with gene symbols")
+    p.add_argument(
+        "--use-rep",
+        default=None,
+        help="obsm key where representative cells are chosen (default: X_pca when present)",
+    )
+    p.add_argument(
+        "--tie-order",
+        default="position",
+        choices=["position", "authors"],
+        help="order of genes with equal values (default: position)",
+    )
     p.add_argument("--donor-key", default=None, help="obs column with donors: puzzles per donor")
     p.add_argument(
         "--context", default=None, help="donor context sentence (default: from CELLxGENE columns)"
@@ -75,7 +90,22 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         help="clusters per puzzle at most (default: 15)",
     )
     p.add_argument(
-        "--no-unique", action="store_true", help="allow several clusters to get the same type"
+        "--one-to-one",
+        action="store_true",
+        help="clusters and types match one to one: distinct labels (default: most voted type per cluster)",
+    )
+    p.add_argument("--no-unique", action="store_true", help=argparse.SUPPRESS)
+    onto = p.add_mutually_exclusive_group()
+    onto.add_argument(
+        "--ontology",
+        dest="ontology",
+        action="store_const",
+        const=True,
+        default=None,
+        help="match names through the Cell Ontology (default: when installed)",
+    )
+    onto.add_argument(
+        "--no-ontology", dest="ontology", action="store_const", const=False, help=argparse.SUPPRESS
     )
     p.add_argument("--constrained", action="store_true", help="constrained decoding of the answer")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per generation batch")
@@ -134,12 +164,10 @@ def run_annotate(args: argparse.Namespace) -> int:
     candidates = list(args.candidates or [])
     if args.candidates_file:
         candidates += read_candidates_file(args.candidates_file)
-    if not candidates and not args.candidates_from:
-        msg = (
-            "no candidates; pass --candidates TYPE ..., --candidates-file FILE or "
-            "--candidates-from COLUMN."
+    if args.no_unique:
+        sys.stderr.write(
+            "warning: --no-unique is deprecated and now the default; use --one-to-one for distinct labels\n"
         )
-        raise ValueError(msg)
     output = Path(args.output)
     if not output.parent.is_dir():
         msg = f"output folder {str(output.parent)!r} does not exist."
@@ -163,7 +191,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     cello1.tl.annotate(
         adata,
         args.groupby,
-        candidates=candidates,
+        candidates=candidates or None,
         model=args.model,
         backend=args.backend,
         context=args.context,
@@ -176,7 +204,10 @@ def run_annotate(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         max_cells_per_puzzle=args.max_cells_per_puzzle,
-        unique=not args.no_unique,
+        one_to_one=args.one_to_one,
+        use_rep=args.use_rep,
+        tie_order=args.tie_order,
+        ontology=args.ontology,
         constrained=args.constrained,
         batch_size=args.batch_size,
         key_added=args.key_added,
@@ -192,9 +223,15 @@ def run_annotate(args: argparse.Namespace) -> int:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    table = adata.uns[args.key_added]["clusters"]
-    sys.stdout.write(
-        table[["label", "confidence", "votes", "n_asked", "n_cells"]].to_string() + "\n"
-    )
+    result = adata.uns[args.key_added]
+    if result["candidates"]["candidate_source"] == "proposed":
+        sys.stdout.write(f"proposed candidates: {', '.join(result['candidates']['names'])}\n")
+    columns = ["label", "confidence", "votes", "n_asked", "runner_up", "margin", "n_unmatched"]
+    sys.stdout.write(result["clusters"][columns + ["n_cells"]].to_string() + "\n")
+    unmatched = result["unmatched"]
+    if len(unmatched):
+        top = unmatched.sort_values("count", ascending=False).head(10)
+        sys.stdout.write("answers that named no candidate (most frequent):\n")
+        sys.stdout.write(top.to_string(index=False) + "\n")
     sys.stdout.write(f"wrote {output}\n")
     return 0

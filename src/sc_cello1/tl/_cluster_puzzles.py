@@ -109,12 +109,16 @@ def puzzle_slots(
     n_samples: int,
     max_cells: int,
     rng: np.random.Generator,
+    min_parts: int = 1,
 ) -> list[PuzzleSlot]:
     """Lay out the puzzles: per sample and donor group, the clusters split into parts.
 
-    A group's clusters go to ``ceil(k / max_cells)`` puzzles of near-equal size, drawn
-    at random (anew for each sample, so clusters meet different neighbours), and each
-    puzzle's cells are shuffled.
+    A group's ``k`` clusters go to ``P = max(ceil(k / max_cells), min(min_parts, k))``
+    puzzles of near-equal size, drawn at random anew for each sample, and each puzzle's
+    cells are shuffled. Two given clusters then share a puzzle in a sample with
+    probability about ``(k / P - 1) / (k - 1)``: with ``min_parts=2`` below one half, so
+    that clusters of one type (over-clustering) are apart in most samples and can all
+    collect votes for that type although each answer is a permutation.
     """
     slots: list[PuzzleSlot] = []
     by_group: dict[int, list[int]] = {}
@@ -125,7 +129,7 @@ def puzzle_slots(
             clusters = by_group.get(group, [])
             if not clusters:
                 continue
-            n_parts = math.ceil(len(clusters) / max_cells)
+            n_parts = max(math.ceil(len(clusters) / max_cells), min(min_parts, len(clusters)))
             order = rng.permutation(np.asarray(clusters))
             for part, chunk in enumerate(np.array_split(order, n_parts)):
                 cells = [int(c) for c in rng.permutation(chunk)]
