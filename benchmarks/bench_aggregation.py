@@ -135,7 +135,8 @@ def run_grid(impl: str, datasets: dict, ps, ns, reps) -> list[dict]:
     import sc_cello1 as cello1
     from sc_cello1.pp._top_genes import top_gene_indices
 
-    cello1.settings.progress = False if hasattr(cello1.settings, "progress") else None
+    if hasattr(cello1.settings, "progress"):
+        cello1.settings.progress = False
     rows = []
     for name, spec in datasets.items():
         adata = ad.read_h5ad(spec["path"])

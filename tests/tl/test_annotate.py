@@ -81,7 +81,7 @@ def test_one_to_one_oracle_labels_every_cluster_and_records_everything():
     backend = ScriptedBackend(marker_oracle(markers))
     candidates = TYPES[:6][::-1]
     out = cello1.tl.annotate(
-        adata, candidates=candidates, model=backend, n_genes=5, n_samples=3, seed=1
+        adata, candidates=candidates, model=backend, n_genes=5, n_samples=3, seed=1, one_to_one=True
     )
     assert out is None
     expected = {str(k): TYPES[k] for k in range(6)}
@@ -89,7 +89,11 @@ def test_one_to_one_oracle_labels_every_cluster_and_records_everything():
     assert isinstance(adata.obs["cello1"].dtype, pd.CategoricalDtype)
     assert adata.obs["cello1_confidence"].tolist() == [1.0] * adata.n_obs
     uns = adata.uns["cello1"]
-    assert set(uns) == {"params", "clusters", "votes", "reasoning", "puzzles"}
+    assert set(uns) == {
+        "params", "candidates", "clusters", "votes", "unmatched", "reasoning", "puzzles"
+    }
+    assert uns["candidates"]["candidate_source"] == "user"
+    assert len(uns["unmatched"]) == 0
     table = uns["clusters"]
     assert table.index.tolist() == [str(k) for k in range(6)]
     assert table["label"].astype(str).tolist() == TYPES[:6]
@@ -112,17 +116,18 @@ def test_one_to_one_oracle_labels_every_cluster_and_records_everything():
     assert puzzles["valid_format"].all() and puzzles["is_permutation"].all()
     # the reasoning of every cluster in every sample
     assert len(uns["reasoning"]) == 18
-    assert set(uns["reasoning"]["reasoning"]) == {"scripted"}
+    assert set(uns["puzzles"]["reasoning"]) == {"scripted"}  # stored once per puzzle
+    assert (uns["reasoning"]["answer"] == uns["reasoning"]["matched"]).all()
     params = uns["params"]
     for name in inspect.signature(cello1.tl.annotate).parameters:
-        if name != "adata":
+        if name not in ("adata", "unique"):
             assert name in params, name
     assert params["model_name"] == "scripted-oracle"
     assert params["model_revision"] == "test-1"
     assert params["prompt_version"] == cello1.data.PROMPT_VERSION
     assert params["version"] == cello1.__version__
     assert params["candidates"] == candidates
-    assert params["assignment"] == "assignment"
+    assert params["assignment"] == "one_to_one"
 
 
 def test_sample_zero_is_the_cell_nearest_the_centroid():
@@ -153,12 +158,24 @@ def test_more_candidates_than_clusters_leaves_types_unused():
         model=ScriptedBackend(marker_oracle(markers)),
         n_genes=5,
         n_samples=2,
+        one_to_one=True,
     )
     assert adata.uns["cello1"]["clusters"]["label"].astype(str).tolist() == TYPES[:4]
     assert list(adata.obs["cello1"].cat.categories) == TYPES[:4]
     for msg in adata.uns["cello1"]["puzzles"]["user_msg"]:
         _, genes, shown = parse_user_msg(msg)
         assert len(genes) == 4 and shown == TYPES[:7]
+    # the default splits each sample's clusters into at least two puzzles
+    cello1.tl.annotate(
+        adata,
+        candidates=TYPES[:7],
+        model=ScriptedBackend(marker_oracle(markers)),
+        n_genes=5,
+        n_samples=2,
+    )
+    puzzles = adata.uns["cello1"]["puzzles"]
+    assert puzzles["n_cells"].tolist() == [2, 2, 2, 2]
+    assert adata.uns["cello1"]["clusters"]["label"].astype(str).tolist() == TYPES[:4]
 
 
 def test_more_clusters_than_candidates_split_and_repeat_types():
@@ -173,7 +190,7 @@ def test_more_clusters_than_candidates_split_and_repeat_types():
         n_samples=3,
     )
     uns = adata.uns["cello1"]
-    assert uns["params"]["assignment"] == "argmax"
+    assert uns["params"]["assignment"] == "plurality"
     assert uns["clusters"]["label"].astype(str).tolist() == types
     assert uns["clusters"]["confidence"].tolist() == [1.0] * 8
     puzzles = uns["puzzles"]
@@ -196,7 +213,7 @@ def test_more_than_15_clusters_are_split_into_trained_sizes():
     )
     uns = adata.uns["cello1"]
     assert uns["puzzles"]["n_cells"].tolist() == [9, 9, 9, 9]
-    assert uns["params"]["assignment"] == "assignment"
+    assert uns["params"]["assignment"] == "plurality"
     table = uns["clusters"]
     assert table["label"].astype(str).tolist() == [TYPES[int(c)] for c in table.index]
 
@@ -217,6 +234,7 @@ def test_donor_key_builds_puzzles_per_donor():
         model=ScriptedBackend(marker_oracle(markers)),
         n_genes=3,
         n_samples=2,
+        one_to_one=True,
     )
     uns = adata.uns["cello1"]
     puzzles = uns["puzzles"]
@@ -266,7 +284,12 @@ def test_votes_and_confidence_follow_disagreement():
         return labels if call != 4 else labels[1:] + labels[:1]  # the 4th puzzle is all wrong
 
     cello1.tl.annotate(
-        adata, candidates=TYPES[:5], model=ScriptedBackend(script), n_genes=3, n_samples=4
+        adata,
+        candidates=TYPES[:5],
+        model=ScriptedBackend(script),
+        n_genes=3,
+        n_samples=4,
+        one_to_one=True,
     )
     table = adata.uns["cello1"]["clusters"]
     assert table["label"].astype(str).tolist() == TYPES[:5]
@@ -286,7 +309,12 @@ def test_short_and_unusable_answers_cast_no_votes():
         return "I cannot tell."
 
     cello1.tl.annotate(
-        adata, candidates=TYPES[:4], model=ScriptedBackend(script), n_genes=3, n_samples=2
+        adata,
+        candidates=TYPES[:4],
+        model=ScriptedBackend(script),
+        n_genes=3,
+        n_samples=2,
+        one_to_one=True,
     )
     uns = adata.uns["cello1"]
     first = json.loads(uns["puzzles"]["clusters"].iloc[0])
@@ -304,20 +332,19 @@ def test_short_and_unusable_answers_cast_no_votes():
     assert not uns["puzzles"]["valid_format"].iloc[1]
 
 
-def test_unique_false_lets_clusters_share_a_type():
+def test_default_lets_clusters_share_a_type_and_one_to_one_does_not():
     adata, _ = marker_adata(3)
     backend = ScriptedBackend(lambda genes, candidates, call: [candidates[0]] * len(genes))
-    cello1.tl.annotate(
-        adata, candidates=TYPES[:3], model=backend, n_genes=3, n_samples=2, unique=False
-    )
+    cello1.tl.annotate(adata, candidates=TYPES[:3], model=backend, n_genes=3, n_samples=3)
     assert set(adata.obs["cello1"].astype(str)) == {TYPES[0]}
-    assert adata.uns["cello1"]["params"]["assignment"] == "argmax"
-    cello1.tl.annotate(
-        adata, candidates=TYPES[:3], model=backend, n_genes=3, n_samples=2, unique=True
-    )
+    assert adata.uns["cello1"]["params"]["assignment"] == "plurality"
+    with pytest.warns(FutureWarning, match="unique"):
+        cello1.tl.annotate(
+            adata, candidates=TYPES[:3], model=backend, n_genes=3, n_samples=3, unique=True
+        )
     # unique=True: each answer is repaired into a permutation, so the labels are distinct
     uns = adata.uns["cello1"]
-    assert uns["params"]["assignment"] == "assignment"
+    assert uns["params"]["assignment"] == "one_to_one"
     for repaired in uns["puzzles"]["repaired"]:
         assert sorted(repaired.split(" | ")) == TYPES[:3]
     assert uns["clusters"]["label"].dropna().is_unique
@@ -427,8 +454,12 @@ BAD_INPUTS = [
     ({"groupby": "score"}, TypeError, "holds floats"),
     ({"candidates": []}, ValueError, "`candidates` is empty"),
     ({"candidates": "type A"}, TypeError, "not one string"),
-    ({"candidates": ["type A", "type A"]}, ValueError, "Duplicate candidates"),
-    ({"candidates": ["type A", "Type a"]}, ValueError, "Duplicate candidates"),
+    ({"candidates": ["type A", "type A"]}, ValueError, "the same name"),
+    ({"candidates": ["type A", "Type a"]}, ValueError, "the same name"),
+    ({"candidates": ["T cell", "T-cells"]}, ValueError, "the same name"),
+    ({"use_rep": "X_scVI"}, KeyError, r"`obsm\['X_scVI'\]` not found"),
+    ({"ontology": "yes"}, TypeError, "`ontology` must be"),
+    ({"tie_order": "random"}, ValueError, "tie_order='random'"),
     ({"candidates": ["type A", "B | C"]}, ValueError, "contains '\\|'"),
     ({"candidates": ["type A", " "]}, ValueError, "empty"),
     ({"layer": "counts"}, KeyError, "layer 'counts' not found"),
@@ -446,7 +477,7 @@ BAD_INPUTS = [
     ({"key_added": ""}, ValueError, "key_added"),
     ({"temperature": -1.0}, ValueError, "temperature"),
     ({"max_new_tokens": 0}, ValueError, "max_new_tokens"),
-    ({"unique": "yes"}, TypeError, "`unique` must be True or False"),
+    ({"one_to_one": "yes"}, TypeError, "`one_to_one` must be True or False"),
     ({"backend": "llama"}, ValueError, "backend='llama' is not known"),
     ({"cache_dir": __file__}, ValueError, "is a file; give a folder"),
     ({"backend_kwargs": "device_map=cpu"}, TypeError, "backend_kwargs"),
@@ -545,6 +576,7 @@ def test_tiny_qwen2_constrained_structure_and_h5ad_roundtrip(tiny_qwen2, pbmc68k
         n_samples=2,
         max_new_tokens=60,
         constrained=True,
+        one_to_one=True,
     )
     uns = adata.uns["cello1"]
     puzzles = uns["puzzles"]
@@ -589,6 +621,7 @@ def test_interrupt_mid_run_leaves_adata_unchanged_and_resumes(error, tiny_qwen2,
         "max_new_tokens": 8,
         "batch_size": 1,
         "cache_dir": tmp_path / "cache",
+        "one_to_one": True,  # one puzzle per sample
     }
     wrapper = InterruptingBackend(inner, at=2, error=error)
     with pytest.raises(error):
@@ -673,7 +706,9 @@ def test_smollm2_end_to_end_pbmc68k(smollm2, pbmc68k):
         "n_samples": 1,
     }
     # bulk_labels: 10 clusters, 10 candidates, constrained: one vote per cluster
-    cello1.tl.annotate(pbmc68k, "bulk_labels", max_new_tokens=200, constrained=True, **kw)
+    cello1.tl.annotate(
+        pbmc68k, "bulk_labels", max_new_tokens=200, constrained=True, one_to_one=True, **kw
+    )
     uns = pbmc68k.uns["cello1"]
     assert uns["puzzles"]["valid_format"].all() and uns["puzzles"]["is_permutation"].all()
     assert uns["params"]["model_name"] and uns["params"]["backend_used"] == "transformers"
@@ -684,7 +719,7 @@ def test_smollm2_end_to_end_pbmc68k(smollm2, pbmc68k):
     cello1.tl.annotate(pbmc68k, "louvain", key_added="louvain_cello1", max_new_tokens=16, **kw)
     uns = pbmc68k.uns["louvain_cello1"]
     assert sorted(uns["puzzles"]["n_cells"].tolist()) == [5, 6]
-    assert uns["params"]["assignment"] == "argmax"
+    assert uns["params"]["assignment"] == "plurality"
     assert (uns["clusters"]["n_asked"] == 1).all()
     assert set(pbmc68k.obs["louvain_cello1"].dropna().astype(str)) <= set(candidates)
     assert uns["puzzles"]["text"].str.len().gt(0).all()
@@ -707,6 +742,7 @@ def test_smollm2_on_shared_pbmc3k_counts_layer(smollm2, shared_data):
         n_samples=1,
         max_new_tokens=90,
         constrained=True,
+        one_to_one=True,
     )
     uns = adata.uns["cello1"]
     (msg,) = uns["puzzles"]["user_msg"]
