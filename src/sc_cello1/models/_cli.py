@@ -93,5 +93,6 @@ def _models(args: argparse.Namespace) -> int:
     from ._download import available
 
     table = available(cache_dir=args.cache_dir)
+    table["cached_as"] = table["cached_as"].replace("", "-")
     print(table.drop(columns=["description"]).to_string(index=False))
     return 0
