@@ -837,7 +837,8 @@ def cached_revisions(spec: ModelSpec, cache_dir: str | os.PathLike | None = None
     return out
 
 
-def _with_revision(name: str, revision: str | None) -> ModelSpec:
+def spec_at(name: str, revision: str | None) -> ModelSpec:
+    """Return the entry registered as ``name`` at ``revision`` (the pinned one if ``None``)."""
     spec = get_spec(name)
     if revision is None:
         return spec
@@ -929,7 +930,7 @@ def fetch(
     ['added_tokens.json', 'config.json']
     >>> path = cello1.models.fetch("cellpuzzles", revision="main")  # doctest: +SKIP
     """
-    spec = _with_revision(name, revision)
+    spec = spec_at(name, revision)
     if not isinstance(verify, bool):
         msg = f"verify must be True or False, got {verify!r}."
         raise TypeError(msg)
