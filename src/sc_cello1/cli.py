@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "sc_cello1.metrics._cli",
     "sc_cello1.models._cli",
     "sc_cello1.tl._cli",
+    "sc_cello1.tl._benchmark_cli",
     "sc_cello1.train._cli",
 )
 
