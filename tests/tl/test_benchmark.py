@@ -131,9 +131,9 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
         "--data-revision",
         "main",
         "--limit",
-        "4",
+        "3",
         "--max-new-tokens",
-        "16",
+        "8",
         "-o",
         str(out),
         "--cache-dir",
@@ -143,7 +143,9 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
         "--backend",
         "transformers",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    env.pop("CELLO1_MIRROR", None)
+    env.pop("CELLO1_CACHE_DIR", None)
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
 
@@ -159,6 +161,7 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
     assert prov["model"]["name"] == "smollm2-135m" and prov["model"]["source"] == "gguf"
     assert prov["model"]["files"] == {gguf.name: sha256(gguf)}
     assert prov["model"]["revision"]
+    assert Path(prov["model"]["path"]).resolve() == smollm2.resolve()  # from --cache-dir
     assert prov["dataset"] == {
         "repo": "ncbi/CellPuzzles",
         "revision": COMMIT,
@@ -171,12 +174,12 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
         },
     }
     assert prov["prompt_style"] == "eval" and prov["prompt_version"] == data.PROMPT_VERSION
-    assert prov["greedy"] is True and prov["max_new_tokens"] == 16
+    assert prov["greedy"] is True and prov["max_new_tokens"] == 8
     import sc_cello1
 
     assert prov["sc_cello1"] == sc_cello1.__version__
     assert (
-        prov["limit"] == 4 and prov["n_puzzles"] == 4 and prov["n_puzzles_split"] == len(TEST_SIZES)
+        prov["limit"] == 3 and prov["n_puzzles"] == 3 and prov["n_puzzles_split"] == len(TEST_SIZES)
     )
 
     # a stratified subset: every N of the split
@@ -197,7 +200,7 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
     assert {r["model"] for r in rows} == {"smollm2-135m"}
     assert {r["dataset_revision"] for r in rows} == {COMMIT}
     full_all = next(r for r in rows if r["subset"] == "full" and r["n"] == "all")
-    assert int(full_all["n_puzzles"]) == 4
+    assert int(full_all["n_puzzles"]) == 3
     clean_all = next(r for r in rows if r["subset"] == "clean" and r["n"] == "all")
     assert int(clean_all["n_puzzles"]) == prov["n_clean"]
     assert doc["reported"][0]["source"].startswith("reported")
@@ -206,5 +209,5 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
     first_csv = (out / "benchmark.csv").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((out / "benchmark.json").read_text())["provenance"]["n_from_cache"] == 4
+    assert json.loads((out / "benchmark.json").read_text())["provenance"]["n_from_cache"] == 3
     assert (out / "benchmark.csv").read_text() == first_csv

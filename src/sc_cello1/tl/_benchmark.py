@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -215,6 +216,22 @@ def _plot(table: pd.DataFrame, reported: pd.DataFrame, prov: Mapping[str, Any], 
     return True
 
 
+@contextlib.contextmanager
+def _model_cache(cache_dir: str | os.PathLike | None, mirror: str | None) -> Iterator[None]:
+    """Let the backend resolve the model with ``cache_dir``/``mirror`` (restored after)."""
+    from sc_cello1 import settings
+
+    saved = (settings._cache_dir, settings.mirror)
+    try:
+        if cache_dir is not None:
+            settings.cache_dir = cache_dir
+        if mirror is not None:
+            settings.mirror = mirror
+        yield
+    finally:
+        settings._cache_dir, settings.mirror = saved
+
+
 def _write_text(path: Path, text: str) -> None:
     from sc_cello1.data._io import atomic_write
 
@@ -278,7 +295,8 @@ def benchmark(
     cache_dir
         Cache root for the model and the dataset; default ``settings.cache_dir``.
     mirror
-        Base URL of a hub mirror for the dataset; default ``settings.mirror``.
+        Base URL of a hub mirror for the dataset and the model; default
+        ``settings.mirror`` (``$CELLO1_MIRROR``), else the hub.
     download
         If ``False``, make no request: the dataset (and model) must be cached.
     backend_kwargs
@@ -359,7 +377,8 @@ def benchmark(
     # -- model and answers ---------------------------------------------------------------------
     if backend_name == "transformers":
         kwargs.setdefault("batch_size", batch_size)
-    runner = get_backend(model, backend_name, **kwargs)
+    with _model_cache(cache_dir, mirror):
+        runner = get_backend(model, backend_name, **kwargs)
     resolved = getattr(runner, "resolved", None)
     start = time.perf_counter()
     records = solve(
@@ -386,6 +405,7 @@ def benchmark(
             "revision": sp.get("revision"),
             "repo": sp.get("repo"),
             "source": sp.get("source"),
+            "path": sp.get("path"),
             "files": dict(sorted(resolved.files.items())) if resolved is not None else {},
         },
         "backend": sp.get("backend", backend_name),
