@@ -680,9 +680,6 @@ def fetch_spec(
 
     ``files`` restricts the work to some of the entry's files (one split of a dataset).
     """
-    import pooch
-    import requests
-
     if files is not None:
         unknown = sorted(set(files) - set(spec.files))
         if unknown:
@@ -709,6 +706,9 @@ def fetch_spec(
         )
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") and base_url == HUB_URL:
         raise ModelNotCachedError(_offline_message(spec, missing, root, "HF_HUB_OFFLINE is set"))
+
+    import pooch  # only when something must be downloaded: a complete cache stays fast
+    import requests
 
     downloaded: list[str] = []
     with _lock(mpath.with_suffix(".lock")):
