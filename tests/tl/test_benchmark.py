@@ -211,3 +211,48 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "benchmark.json").read_text())["provenance"]["n_from_cache"] == 3
     assert (out / "benchmark.csv").read_text() == first_csv
+
+
+@pytest.mark.slow  # two servers on 127.0.0.1, the tiny Qwen2 answers 3 puzzles
+def test_benchmark_registered_model_at_main_records_commit_and_hashes(hub, tiny_qwen2, tmp_path):
+    from tests.models._servers import MODEL_FILES, HubServer, lay_out
+
+    from sc_cello1 import models
+
+    commit = "beef" * 10
+    lay_out(tiny_qwen2, tmp_path / "msrv", "lab/tiny-bench", commit)
+    served = tmp_path / "msrv" / "lab/tiny-bench" / "resolve" / commit
+    server = HubServer(tmp_path / "msrv", refs={"main": commit})
+    models.register(
+        "test-bench-tiny",
+        base_url=server.url,
+        repo="lab/tiny-bench",
+        revision="0" * 40,
+        files=dict.fromkeys(MODEL_FILES),
+    )
+    args = {
+        "model": "test-bench-tiny@main",
+        "output_dir": tmp_path / "out",
+        "data_revision": "main",
+        "limit": 3,
+        "max_new_tokens": 4,
+        "backend": "transformers",
+        "cache_dir": tmp_path / "cache",
+        "mirror": hub.url,
+    }
+    try:
+        result = tl.benchmark(**args)
+        heads = [p for (m, p) in server.log if m == "HEAD"]
+        n = len(server.log)
+        offline = tl.benchmark(**{**args, "download": False})
+    finally:
+        models.unregister("test-bench-tiny")
+        server.stop()
+    model = result.provenance["model"]
+    assert model["name"] == "test-bench-tiny" and model["revision"] == commit
+    assert model["source"] == "registry" and model["repo"] == "lab/tiny-bench"
+    assert model["files"] == {f: sha256(served / f) for f in MODEL_FILES}
+    assert heads == ["/lab/tiny-bench/resolve/main/config.json"]  # `main` resolved once
+    assert len(server.log) == n  # offline: no request at all
+    assert offline.provenance["model"] == model
+    assert offline.provenance["n_from_cache"] == 3

@@ -168,7 +168,13 @@ def check_model(
         ):
             msg = (
                 f"Model {spec.name!r} is not complete in the cache and download=False. Fetch it "
-                f"first (`cello1 fetch {spec.name}`), or set $CELLO1_MIRROR to a reachable mirror."
+                f"first (`cello1 fetch {spec.name}"
+                + (
+                    ""
+                    if spec.revision == get_spec(spec.name).revision
+                    else f" --revision {spec.revision}"
+                )
+                + "`), or set $CELLO1_MIRROR to a reachable mirror."
             )
             raise ModelNotCachedError(msg)
     return source

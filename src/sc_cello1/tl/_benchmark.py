@@ -232,6 +232,26 @@ def _model_cache(cache_dir: str | os.PathLike | None, mirror: str | None) -> Ite
         settings._cache_dir, settings.mirror = saved
 
 
+def _pinned(model: Any, backend_name: str, cache_dir: Any, download: bool) -> Any:
+    """Return a registered model as ``name@<commit>``, fetched (or found) here, once.
+
+    The backend then finds it complete in the cache and makes no request, and a moving
+    name such as ``main`` is resolved only once.
+    """
+    if backend_name == "openai" or not isinstance(model, str):
+        return model
+    from sc_cello1.models import check_model, resolve
+    from sc_cello1.models._registry import split_revision
+
+    if check_model(model) != "registry":
+        return model
+    resolved = resolve(model, download=download, cache_dir=cache_dir)  # settings.mirror
+    if resolved.source != "registry":
+        return model  # the GGUF fallback of smollm2-135m: the backend falls back again
+    name = model if "@" not in model else split_revision(model)[0]
+    return f"{name}@{resolved.revision}"
+
+
 def _write_text(path: Path, text: str) -> None:
     from sc_cello1.data._io import atomic_write
 
@@ -295,10 +315,11 @@ def benchmark(
     cache_dir
         Cache root for the model and the dataset; default ``settings.cache_dir``.
     mirror
-        Base URL of a hub mirror for the dataset and the model; default
+        Base URL of a hub mirror for the dataset and for models from the hub (as
+        ``settings.mirror``; a model registered with its own server keeps it); default
         ``settings.mirror`` (``$CELLO1_MIRROR``), else the hub.
     download
-        If ``False``, make no request: the dataset (and model) must be cached.
+        If ``False``, make no request: the dataset and a registered model must be cached.
     backend_kwargs
         Passed to :func:`~sc_cello1.inference.get_backend` (``dtype``, ``base_url``...).
 
@@ -354,6 +375,10 @@ def benchmark(
         raise ValueError(msg)
     kwargs = dict(backend_kwargs or {})
     backend_name = check_backend_args(model, backend, **kwargs)
+    if not download and backend_name != "openai":
+        from sc_cello1.models import check_model
+
+        check_model(model, download=False, cache_dir=cache_dir)
     if batch_size is None:
         batch_size = _DEFAULT_BATCH.get(backend_name, 8)
 
@@ -378,7 +403,9 @@ def benchmark(
     if backend_name == "transformers":
         kwargs.setdefault("batch_size", batch_size)
     with _model_cache(cache_dir, mirror):
-        runner = get_backend(model, backend_name, **kwargs)
+        runner = get_backend(
+            _pinned(model, backend_name, cache_dir, download), backend_name, **kwargs
+        )
     resolved = getattr(runner, "resolved", None)
     start = time.perf_counter()
     records = solve(
