@@ -255,7 +255,10 @@ def _pinned(model: Any, backend_name: str, cache_dir: Any, download: bool) -> An
 def _write_text(path: Path, text: str) -> None:
     from sc_cello1.data._io import atomic_write
 
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    atomic_write(path, write)
 
 
 def benchmark(
@@ -383,8 +386,12 @@ def benchmark(
         batch_size = _DEFAULT_BATCH.get(backend_name, 8)
 
     # -- data --------------------------------------------------------------------------------
-    fetch = {"cache_dir": cache_dir, "mirror": mirror, "download": download}
-    puzzles = cellpuzzles(split, revision=data_revision, **fetch)
+    def fetch(which: str, revision: str) -> list:
+        return cellpuzzles(
+            which, revision=revision, cache_dir=cache_dir, mirror=mirror, download=download
+        )
+
+    puzzles = fetch(split, data_revision)
     if any(p.answer is None for p in puzzles):
         msg = f"Some puzzles of the {split!r} split have no answer to score against."
         raise ValueError(msg)
@@ -392,9 +399,9 @@ def benchmark(
     leaked = None
     train_sha = None
     if split != "train":
-        train = cellpuzzles("train", revision=commit, **fetch)
+        train = fetch("train", commit)
         train_sha = train[0].meta["sha256"] if train else None
-        leaked = leakage(train, puzzles, by=leakage_by)["leaked"].tolist()
+        leaked = leakage(train, puzzles, by=leakage_by)["leaked"].tolist()  # type: ignore[arg-type]
     chosen = stratified_subset([p.n_cells for p in puzzles], limit, seed=seed)
     subset = [puzzles[i] for i in chosen]
     clean = None if leaked is None else [not leaked[i] for i in chosen]
