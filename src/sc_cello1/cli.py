@@ -24,7 +24,7 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``cello1`` argument parser with every registered subcommand."""
+    """Build the ``cello1`` argument parser with every registered subcommand."""
     from sc_cello1 import __version__
 
     parser = argparse.ArgumentParser(
