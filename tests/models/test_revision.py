@@ -91,9 +91,11 @@ def test_explicit_commit_is_used_as_is(hub):
 
 
 @pytest.mark.slow  # a server on 127.0.0.1, the tiny model generates
-def test_main_is_resolved_once_to_the_hub_commit_and_recorded(hub):
-    from sc_cello1 import tl
+def test_main_is_resolved_once_to_the_hub_commit_and_recorded(hub, monkeypatch):
+    from sc_cello1 import settings, tl
     from sc_cello1.data import Puzzle
+
+    monkeypatch.setattr(settings, "_cache_dir", hub.cache)  # the backend's cache, not the user's
 
     name = hub.register(OLD)
     resolved = models.resolve(f"{name}@main", cache_dir=hub.cache)
