@@ -18,12 +18,13 @@ _COMMAND_MODULES = (
     "sc_cello1.metrics._cli",
     "sc_cello1.models._cli",
     "sc_cello1.tl._cli",
+    "sc_cello1.tl._benchmark_cli",
     "sc_cello1.train._cli",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``cello1`` argument parser with every registered subcommand."""
+    """Build the ``cello1`` argument parser with every registered subcommand."""
     from sc_cello1 import __version__
 
     parser = argparse.ArgumentParser(

