@@ -147,7 +147,7 @@ class VLLMBackend:
             except Exception as e:
                 e.add_note(
                     f"vLLM could not start an engine for {resolved.name} "
-                    f"(max_model_len={max_model_len}, gpu_memory_utilization="
+                    f"(max_model_len={max_model_len or 'the model default'}, gpu_memory_utilization="
                     f"{gpu_memory_utilization}). max_model_len cannot exceed the model's "
                     "context length; if the KV cache for max_model_len does not fit, lower "
                     "max_model_len= or raise gpu_memory_utilization= (on CPU: the environment "
@@ -182,8 +182,9 @@ class VLLMBackend:
     ) -> list[int]:
         """Check that every prompt fits the engine's ``max_model_len``, before generating.
 
-        vLLM rejects a prompt of ``max_model_len`` tokens or more only when it reaches it,
-        which fails the whole call; this check fails first, with the fix. A prompt that
+        vLLM rejects a prompt of ``max_model_len`` tokens or more when its request is
+        added, and the whole call fails; this check fails before any request reaches the
+        engine, and says which ``max_model_len`` to use. A prompt that
         fits but leaves fewer than ``max_new_tokens`` tokens for the completion is only
         logged: vLLM stops that completion at ``max_model_len`` (``finish_reason``
         ``"length"``).
