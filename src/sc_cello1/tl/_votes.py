@@ -141,9 +141,9 @@ def assign_labels(
     if one_to_one and n_clusters <= n_candidates and n_candidates:
         from scipy.optimize import linear_sum_assignment
 
-        # tiny rank bonus: among equal totals prefer lower-ranked candidates (deterministic)
+        # tiny bonus on voted cells: among equal totals prefer lower-ranked candidates
         bonus = (n_candidates - rank.argsort().argsort()) / (n_candidates + 1) / (n_clusters + 1)
-        rows, cols = linear_sum_assignment(table + bonus[None, :], maximize=True)
+        rows, cols = linear_sum_assignment(table + bonus[None, :] * (table > 0), maximize=True)
         labels = np.full(n_clusters, -1, dtype=np.int64)
         labels[rows] = cols
         method = "one_to_one"
