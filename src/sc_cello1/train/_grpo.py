@@ -240,17 +240,26 @@ def _make_module_class():
         """GRPO on CellPuzzles as a :class:`lightning.LightningModule`.
 
         Each training step samples ``config.num_generations`` completions for each of
-        ``config.puzzles_per_step`` puzzles from the current policy (transformers
-        ``generate``), scores them with :func:`sc_cello1.metrics.reward`, normalises the
-        rewards within each puzzle's group and minimises :func:`grpo_loss`. With a peft
-        model the reference policy is the model with its adapters disabled (no second
-        copy); otherwise a frozen copy of the initial model. Lightning provides devices,
-        strategies, precision, gradient accumulation and clipping, checkpoints and
+        ``config.puzzles_per_step`` puzzles from the current policy (the rollout engine
+        of ``config.rollout``: transformers ``generate``, or a colocated vLLM engine that
+        receives the policy weights, LoRA merged, before the first rollout after each
+        optimizer step), scores them with :func:`sc_cello1.metrics.reward`, normalises
+        the rewards within each puzzle's group and stores the batch. Every
+        ``gradient_accumulation_steps`` batches, :meth:`update` runs ``num_iterations``
+        optimizer steps on the stored batches with :func:`grpo_loss` (the sampling
+        policy's log-probabilities are computed once, before the first step, so that
+        with ``num_iterations > 1`` the importance ratio and its clip take effect).
+        Optimisation is manual (``automatic_optimization = False``): accumulation and
+        gradient clipping (``max_grad_norm``) happen here, not in the Trainer. With a
+        peft model the reference policy is the model with its adapters disabled (no
+        second copy); otherwise a frozen copy of the initial model. Lightning provides
+        devices, data parallelism (``strategy="ddp"``), precision, checkpoints and
         logging; each step logs ``train/reward``, ``train/batch_accuracy``,
-        ``train/cell_accuracy``, ``train/format_rate``, ``train/response_length``,
-        ``train/kl``, ``train/clip_fraction`` and ``train/loss``; validation logs
-        ``val/cell_accuracy``, ``val/batch_accuracy``, ``val/format_rate`` and
-        ``val/mean_reward`` from :func:`sc_cello1.metrics.evaluate` on greedy completions.
+        ``train/cell_accuracy``, ``train/format_rate``, ``train/response_length`` and,
+        on steps that update, ``train/kl``, ``train/clip_fraction`` and ``train/loss``
+        (means over the iterations); validation logs ``val/cell_accuracy``,
+        ``val/batch_accuracy``, ``val/format_rate`` and ``val/mean_reward`` from
+        :func:`sc_cello1.metrics.evaluate` on greedy completions.
 
         Parameters
         ----------
@@ -264,6 +273,10 @@ def _make_module_class():
             A reward with trl's signature ``(completions, answer=..., **kwargs) ->
             list[float]``; default :func:`sc_cello1.metrics.cellpuzzles_reward` (the
             authors' reward). The logged accuracies always use the paper's scoring.
+        rollout_engine
+            An engine with ``generate(model, prompts, n=, max_tokens=, temperature=,
+            top_p=)`` and ``sync_weights(model)``; default: built from ``config.rollout``
+            when training starts.
 
         Examples
         --------
@@ -593,7 +606,8 @@ def grpo(
 ) -> Path:
     """GRPO on CellPuzzles with the authors' batch-level reward, run by Lightning.
 
-    Rollouts are sampled from the current policy with prompts in the authors' RL layout
+    Rollouts are sampled from the current policy (``rollout``: transformers, or a
+    colocated vLLM engine when installed with CUDA) with prompts in the authors' RL layout
     (one user turn ``user_msg + " " + system_msg``), rewarded with
     :func:`sc_cello1.metrics.reward` and optimised with the clipped surrogate and a k3
     KL penalty to the starting model (see :class:`~sc_cello1.train.GRPOModule`). With
@@ -617,11 +631,13 @@ def grpo(
         A :class:`~sc_cello1.train.GRPOConfig`; defaults are the authors' settings.
     eval_puzzles
         Held-out puzzles with answers, validated with greedy decoding every
-        ``val_check_interval`` training batches (and each epoch).
+        ``eval_steps`` training batches (and each epoch).
     trainer_kwargs
         Further :class:`lightning.Trainer` arguments: ``devices``, ``strategy``
-        (``"ddp"``, ``"fsdp"``, ``"deepspeed_stage_2"``, ...), ``accelerator``,
-        ``logger``, ``callbacks``, ... (not those that config owns).
+        (``"ddp"``: data parallel, one process per device, each with its own
+        ``per_device_train_batch_size``; sharded strategies such as FSDP or DeepSpeed are
+        not supported and raise ``ValueError``), ``accelerator``, ``logger``,
+        ``callbacks``, ... (not those that config owns).
     ckpt_path
         A Lightning checkpoint to resume from (default: ``output_dir/checkpoints/last.ckpt``
         if it exists and ``resume=True``).
@@ -630,7 +646,7 @@ def grpo(
         instead of the authors' (:func:`sc_cello1.metrics.cellpuzzles_reward`).
     **overrides
         Any :class:`~sc_cello1.train.GRPOConfig` field, e.g. ``num_generations=4,
-        max_new_tokens=64, max_steps=3``.
+        max_completion_length=64, max_steps=3``.
 
     Returns
     -------
@@ -646,7 +662,7 @@ def grpo(
     Examples
     --------
     >>> out = cello1.train.grpo("runs/sft", train, output_dir="runs/grpo", eval_puzzles=test,
-    ...                         trainer_kwargs={"devices": 8, "strategy": "fsdp"})  # doctest: +SKIP
+    ...                         trainer_kwargs={"devices": 8, "strategy": "ddp"})  # doctest: +SKIP
     """
     # Everything is validated before the model is loaded.
     cfg = make_config(GRPOConfig, config, overrides)
