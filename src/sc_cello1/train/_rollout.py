@@ -128,27 +128,36 @@ class VLLMRollout:
         self._seed = seed
         self._calls = 0
 
-    def _model_runner_model(self) -> Any | None:
-        """Return the in-process vLLM model (None when the engine runs in another process)."""
-        engine = self.llm.llm_engine
-        executor = getattr(engine, "model_executor", None)
-        worker = getattr(executor, "driver_worker", None)
-        worker = getattr(worker, "worker", worker)
-        runner = getattr(worker, "model_runner", None)
-        return getattr(runner, "model", None)
+    def _driver_worker(self) -> Any | None:
+        """Return the in-process vLLM worker (None when the engine core runs in another process)."""
+        executor = getattr(self.llm.llm_engine, "model_executor", None)
+        wrapper = getattr(executor, "driver_worker", None)
+        return getattr(wrapper, "worker", wrapper)
 
     def sync_weights(self, model: Any) -> None:
-        """Push the policy's current weights (LoRA merged) into the engine."""
+        """Push the policy's current weights (LoRA merged) into the engine.
+
+        Uses the worker's ``reload_weights`` (vLLM >= 0.11: in-place reload that also
+        re-runs the kernel-format processing, e.g. the CPU weight packing) and falls back
+        to the model's ``load_weights`` (what trl calls) on older vLLM.
+        """
         import torch
 
-        weights = [(n, t.detach()) for n, t in vllm_param_names(model)]
-        target = self._model_runner_model()
-        if target is not None:
-            with torch.no_grad():
-                target.load_weights(weights)
-        else:  # engine core in another process: send the tensors to its workers
-            cpu = [(n, t.to("cpu")) for n, t in weights]
-            self.llm.collective_rpc(_load_weights_on_worker, args=(cpu,))
+        # Streamed while the adapters are merged: unmerging restores the base weights in
+        # place, so the tensors must be consumed (or copied) before the generator ends.
+        weights = vllm_param_names(model)
+        worker = self._driver_worker()
+        with torch.no_grad():
+            if worker is not None and hasattr(worker, "reload_weights"):
+                worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+            elif worker is not None:
+                worker.model_runner.model.load_weights(weights)
+            else:  # engine core in another process: the tensors travel pickled
+                cpu = [(n, t.detach().to("cpu", copy=True)) for n, t in weights]
+                self.llm.collective_rpc(
+                    "reload_weights",
+                    kwargs={"weights_iterator": cpu, "is_checkpoint_format": True},
+                )
         self.llm.reset_prefix_cache()
 
     def generate(
@@ -198,12 +207,6 @@ class VLLMRollout:
             mask,
             texts,
         )
-
-
-def _load_weights_on_worker(worker: Any, weights: list[tuple[str, Any]]) -> None:
-    model = worker.model_runner.model
-    device = next(model.parameters()).device
-    model.load_weights([(n, t.to(device)) for n, t in weights])
 
 
 def vllm_available() -> bool:
