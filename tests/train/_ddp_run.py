@@ -1,6 +1,6 @@
 """Run cello1.train.grpo with fixed rollouts, in one process or under Lightning DDP on CPU.
 
-Usage: ``python _ddp_run.py MODEL_DIR OUTPUT_DIR DEVICES``. Lightning's DDP launcher
+Usage: ``python _ddp_run.py MODEL_DIR OUTPUT_DIR DEVICES [MICRO_BATCH_SIZE]``. Lightning's DDP launcher
 starts the other ranks by running this script again. The rollouts are a test double
 (fixed completions per prompt, so that one process with the doubled batch sees the same
 data as the two processes together); the optimisation is the real one: GRPOModule.update
@@ -43,6 +43,7 @@ def text_reward(completions, answer, **kwargs):
 
 def main() -> None:
     model_dir, out_dir, devices = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    micro = int(sys.argv[4]) if len(sys.argv) > 4 else None
     import sc_cello1 as cello1
     from sc_cello1.train._grpo import grpo_module_class
 
@@ -66,6 +67,7 @@ def main() -> None:
         num_generations=2,
         gradient_accumulation_steps=1,
         num_iterations=2,
+        micro_batch_size=micro,
         max_steps=2,
         learning_rate=2e-2,
         beta=0.04,

@@ -10,11 +10,12 @@ import pytest
 SCRIPT = Path(__file__).with_name("_ddp_run.py")
 
 
-def _run(model_dir, out, devices):
+def _run(model_dir, out, devices, micro=None):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(model_dir), str(out), str(devices)],
+        [sys.executable, str(SCRIPT), str(model_dir), str(out), str(devices)]
+        + ([] if micro is None else [str(micro)]),
         capture_output=True,
         text=True,
         env=env,
@@ -42,3 +43,14 @@ def test_ddp_on_two_cpu_processes_matches_one_process_with_the_doubled_batch(tin
             k,
             (one[k] - two[k]).abs().max().item(),
         )
+
+
+@pytest.mark.slow
+def test_micro_batches_give_the_same_update(tiny_qwen2, tmp_path):
+    import torch
+
+    whole = _run(tiny_qwen2, tmp_path / "whole", 1)
+    # 8 completions in chunks of 3, 3 and 2: the same token-mean loss, so the same update.
+    chunked = _run(tiny_qwen2, tmp_path / "chunked", 1, micro=3)
+    for k in whole:
+        assert torch.allclose(whole[k], chunked[k], rtol=1e-4, atol=1e-6), k

@@ -202,12 +202,18 @@ def token_log_probs(
         logits_to_keep=n_completion + 1,
         use_cache=False,
     )
-    logits = out.logits[:, :-1, :].float()
-    if temperature != 1.0:
-        logits = logits / temperature
+    logits = out.logits[:, :-1, :]
     targets = input_ids[:, -n_completion:]
-    logp = torch.log_softmax(logits, dim=-1)
-    return torch.gather(logp, 2, targets.unsqueeze(-1)).squeeze(-1)
+    # log_softmax of the chosen token, one row at a time in float32: peak memory is one
+    # row of (tokens x vocabulary) floats, not the whole batch (as trl's selective_log_softmax).
+    rows = []
+    for row_logits, row_targets in zip(logits, targets, strict=True):
+        row = row_logits.float()
+        if temperature != 1.0:
+            row = row / temperature
+        chosen = torch.gather(row, 1, row_targets.unsqueeze(-1)).squeeze(-1)
+        rows.append(chosen - torch.logsumexp(row, dim=-1))
+    return torch.stack(rows)
 
 
 # ----------------------------------------------------------------------------- data
@@ -420,11 +426,19 @@ def _make_module_class():
             if cfg.num_iterations > 1:
                 # The sampling policy's log-probabilities, before any update on this batch.
                 with torch.no_grad():
-                    rb["old_logp"] = token_log_probs(
-                        self.model, input_ids, attention_mask, n_comp, cfg.temperature
+                    rb["old_logp"] = torch.cat(
+                        [
+                            token_log_probs(self.model, i, m, n_comp, cfg.temperature)
+                            for i, m in self._chunks(input_ids, attention_mask)
+                        ]
                     )
             if cfg.beta > 0:
-                rb["ref_logp"] = self.reference_log_probs(input_ids, attention_mask, n_comp)
+                rb["ref_logp"] = torch.cat(
+                    [
+                        self.reference_log_probs(i, m, n_comp)
+                        for i, m in self._chunks(input_ids, attention_mask)
+                    ]
+                )
             n = len(scores)
             n_cells = sum(s["n_cells"] for s in scores)
             metrics = {
@@ -455,27 +469,33 @@ def _make_module_class():
                 if max_steps > 0 and self.trainer.global_step >= max_steps:
                     break
                 for rb in buffer:
-                    logp = token_log_probs(
-                        self.model,
-                        rb["input_ids"],
-                        rb["attention_mask"],
-                        rb["n_completion"],
-                        cfg.temperature,
-                    )
-                    old = logp.detach() if rb["old_logp"] is None else rb["old_logp"]
-                    loss, stats = grpo_loss(
-                        logp,
-                        old,
-                        rb["advantages"],
-                        rb["completion_mask"],
-                        ref_logp=rb["ref_logp"],
-                        epsilon=cfg.epsilon,
-                        beta=cfg.beta,
-                    )
-                    self.manual_backward(loss / len(buffer))
-                    totals["loss"] += float(loss.detach())
-                    totals["kl"] += float(stats["kl"])
-                    totals["clip_fraction"] += float(stats["clip_fraction"])
+                    n_total = rb["completion_mask"].sum().clamp(min=1)
+                    for (rows,) in self._chunks(torch.arange(rb["input_ids"].shape[0])):
+                        mask = rb["completion_mask"][rows]
+                        logp = token_log_probs(
+                            self.model,
+                            rb["input_ids"][rows],
+                            rb["attention_mask"][rows],
+                            rb["n_completion"],
+                            cfg.temperature,
+                        )
+                        old = logp.detach() if rb["old_logp"] is None else rb["old_logp"][rows]
+                        ref = None if rb["ref_logp"] is None else rb["ref_logp"][rows]
+                        loss, stats = grpo_loss(
+                            logp,
+                            old,
+                            rb["advantages"][rows],
+                            mask,
+                            ref_logp=ref,
+                            epsilon=cfg.epsilon,
+                            beta=cfg.beta,
+                        )
+                        # Token mean over the whole batch: each chunk weighted by its tokens.
+                        share = float(mask.sum() / n_total)
+                        self.manual_backward(loss * share / len(buffer))
+                        totals["loss"] += float(loss.detach()) * share
+                        totals["kl"] += float(stats["kl"]) * share
+                        totals["clip_fraction"] += float(stats["clip_fraction"]) * share
                     count += 1
                 if cfg.max_grad_norm:
                     self.clip_gradients(
@@ -485,6 +505,12 @@ def _make_module_class():
                 opt.zero_grad(set_to_none=True)
                 self._engine_stale = True
             return {f"train/{k}": v / max(count, 1) for k, v in totals.items()}
+
+        def _chunks(self, *tensors):
+            """Split tensors along the first dimension into ``micro_batch_size`` rows."""
+            size = self.config.micro_batch_size or tensors[0].shape[0]
+            for start in range(0, tensors[0].shape[0], size):
+                yield tuple(t[start : start + size] for t in tensors)
 
         # -- training
         def training_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:

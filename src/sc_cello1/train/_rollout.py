@@ -19,12 +19,17 @@ from ._generate import encode_prompts, generate
 
 
 class TransformersRollout:
-    """Rollouts with transformers ``generate`` on the policy itself (no copy of the weights)."""
+    """Rollouts with transformers ``generate`` on the policy itself (no copy of the weights).
+
+    ``generate_kwargs`` go to ``model.generate`` on every rollout (e.g.
+    ``min_new_tokens`` for fixed-length benchmarks).
+    """
 
     name = "transformers"
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, **generate_kwargs: Any) -> None:
         self.tokenizer = tokenizer
+        self.generate_kwargs = generate_kwargs
 
     def sync_weights(self, model: Any) -> None:
         """Nothing to do: generation runs on the policy's own weights."""
@@ -49,6 +54,7 @@ class TransformersRollout:
             temperature=temperature,
             top_p=top_p,
             num_return_sequences=n,
+            **self.generate_kwargs,
         )
 
 
