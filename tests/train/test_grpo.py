@@ -171,3 +171,22 @@ def test_token_log_probs_ignore_left_padding(tiny_qwen2):
         a = token_log_probs(model, row, torch.ones_like(row), 3)
         b = token_log_probs(model, padded, mask, 3)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_grpo_several_updates_per_rollout_clip(tiny_qwen2, train_puzzles, tmp_path):
+    # One rollout batch, three optimizer steps on it: the ratio moves away from 1 and the
+    # clip binds on some tokens (with num_iterations=1 it never can: the ratio is exactly 1).
+    out = cello1.train.grpo(
+        tiny_qwen2,
+        train_puzzles,
+        output_dir=tmp_path / "g",
+        reward_fn=length_reward,
+        **{**FAST, "max_steps": 3, "num_iterations": 3, "learning_rate": 5e-2},
+        lora_dropout=0.0,
+        use_dora=False,
+        merge=False,
+    )
+    info = json.loads((out / "cello1_train.json").read_text())
+    assert info["global_step"] == 3 and len(info["history"]) == 1
+    assert info["history"][0]["train/clip_fraction"] > 0

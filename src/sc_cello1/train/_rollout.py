@@ -104,6 +104,9 @@ class VLLMRollout:
         Weights dtype of the engine (the policy's).
     seed
         Engine seed.
+    **sampling_kwargs
+        Further ``vllm.SamplingParams`` on every rollout (e.g. ``ignore_eos=True`` for
+        fixed-length benchmarks).
     """
 
     name = "vllm"
@@ -117,10 +120,12 @@ class VLLMRollout:
         max_model_len: int,
         dtype: str = "auto",
         seed: int = 0,
+        **sampling_kwargs: Any,
     ) -> None:
         from vllm import LLM
 
         self.tokenizer = tokenizer
+        self.sampling_kwargs = sampling_kwargs
         with log_elapsed("GRPO: started the vLLM rollout engine on %s", model_path):
             self.llm = LLM(
                 model=str(model_path),
@@ -193,6 +198,7 @@ class VLLMRollout:
             top_p=top_p,
             max_tokens=max_tokens,
             seed=self._seed + self._calls,
+            **self.sampling_kwargs,
         )
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         completions = [list(o.token_ids) for out in outputs for o in out.outputs]
