@@ -48,7 +48,7 @@ def rename_old_names(cls: type, kwargs: dict[str, Any], stacklevel: int = 3) -> 
 
 def _accepts_old_names(cls: type) -> type:
     """Let a config dataclass take the previous release's field names (FutureWarning)."""
-    init = cls.__init__
+    init = cls.__init__  # type: ignore[misc]
 
     @functools.wraps(init)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -64,7 +64,7 @@ def _accepts_old_names(cls: type) -> type:
         )
         return getattr(self, new)
 
-    cls.__init__ = __init__  # type: ignore[method-assign]
+    cls.__init__ = __init__  # type: ignore[method-assign,misc]
     cls.__getattr__ = __getattr__  # type: ignore[attr-defined]
     return cls
 

@@ -374,7 +374,7 @@ def _make_module_class():
             policy weights if an optimizer step changed them since the last rollout.
             """
             cfg = self.config
-            engine = self.rollout_engine
+            engine: Any = self.rollout_engine
             if engine is None:  # used outside trainer.fit
                 from ._rollout import TransformersRollout
 
@@ -461,7 +461,7 @@ def _make_module_class():
             stored at rollout time. Returns the mean loss, KL and clip fraction.
             """
             cfg = self.config
-            opt = self.optimizers()
+            opt: Any = self.optimizers()  # one optimizer
             totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
             count = 0
             max_steps = self.trainer.max_steps if self._trainer is not None else -1
