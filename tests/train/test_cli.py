@@ -13,8 +13,34 @@ def test_train_help_lists_config_fields(capsys):
         main(["train", "grpo", "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--num-generations", "--kl-coef", "--clip-epsilon", "--no-use-peft", "--strategy"):
+    for flag in (
+        "--num-generations",
+        "--beta",
+        "--epsilon",
+        "--num-iterations",
+        "--max-completion-length",
+        "--rollout",
+        "--no-use-peft",
+        "--strategy",
+    ):
         assert flag in text
+    assert "--kl-coef" not in text  # old names are accepted but not advertised
+
+
+def test_train_cli_old_flags_map_to_new_names_with_a_warning():
+    import argparse
+
+    from sc_cello1.train._cli import _add_config_options, _overrides
+
+    parser = argparse.ArgumentParser()
+    _add_config_options(parser, cello1.train.GRPOConfig)
+    args = parser.parse_args(["--kl-coef", "0.5", "--max-new-tokens", "12", "--epsilon", "0.1"])
+    with pytest.warns(FutureWarning, match="--kl-coef is deprecated.*use --beta"):
+        over = _overrides(args, cello1.train.GRPOConfig)
+    assert over == {"beta": 0.5, "max_completion_length": 12, "epsilon": 0.1}
+    args = parser.parse_args(["--kl-coef", "0.5", "--beta", "0.1"])
+    with pytest.raises(ValueError, match="pass only --beta"):
+        _overrides(args, cello1.train.GRPOConfig)
 
 
 def test_train_cli_rejects_bad_config(tiny_qwen2, train_puzzles, tmp_path, capsys):
@@ -30,7 +56,7 @@ def test_train_cli_rejects_bad_config(tiny_qwen2, train_puzzles, tmp_path, capsy
             str(tmp_path / "o"),
             "--num-generations",
             "3",
-            "--batch-size",
+            "--per-device-train-batch-size",
             "4",
         ]
     )

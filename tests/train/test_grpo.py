@@ -12,9 +12,9 @@ from .conftest import length_reward
 FAST = {
     "max_steps": 2,
     "num_generations": 2,
-    "batch_size": 4,
-    "accumulate_grad_batches": 1,
-    "max_new_tokens": 8,
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "max_completion_length": 8,
     "learning_rate": 1e-2,
     "lora_r": 4,
     "lora_alpha": 8,
@@ -38,7 +38,7 @@ def test_grpo_lora_trains_logs_and_reloads(tiny_qwen2, train_puzzles, tmp_path):
         output_dir=tmp_path / "g",
         eval_puzzles=train_puzzles[:2],
         reward_fn=length_reward,
-        val_check_interval=1,
+        eval_steps=1,
         merge=False,
         **FAST,
     )
@@ -152,7 +152,7 @@ def test_grpo_module_reference_is_the_model_without_adapters(tiny_qwen2):
     assert torch.allclose(ref, base, atol=1e-5)
     assert not torch.allclose(now, ref, atol=1e-3)
     with pytest.raises(TypeError, match="GRPOConfig"):
-        cello1.train.GRPOModule(policy, tok, {"kl_coef": 0.0})
+        cello1.train.GRPOModule(policy, tok, {"beta": 0.0})
 
 
 @pytest.mark.slow
@@ -171,3 +171,22 @@ def test_token_log_probs_ignore_left_padding(tiny_qwen2):
         a = token_log_probs(model, row, torch.ones_like(row), 3)
         b = token_log_probs(model, padded, mask, 3)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_grpo_several_updates_per_rollout_clip(tiny_qwen2, train_puzzles, tmp_path):
+    # One rollout batch, three optimizer steps on it: the ratio moves away from 1 and the
+    # clip binds on some tokens (with num_iterations=1 it never can: the ratio is exactly 1).
+    out = cello1.train.grpo(
+        tiny_qwen2,
+        train_puzzles,
+        output_dir=tmp_path / "g",
+        reward_fn=length_reward,
+        **{**FAST, "max_steps": 3, "num_iterations": 3, "learning_rate": 5e-2},
+        lora_dropout=0.0,
+        use_dora=False,
+        merge=False,
+    )
+    info = json.loads((out / "cello1_train.json").read_text())
+    assert info["global_step"] == 3 and len(info["history"]) == 1
+    assert info["history"][0]["train/clip_fraction"] > 0

@@ -67,7 +67,25 @@ def test_unknown_config_field(train, tiny_qwen2, train_puzzles, tmp_path, no_loa
 def test_grpo_batch_not_divisible(tiny_qwen2, train_puzzles, tmp_path, no_loading):
     with pytest.raises(ValueError, match="multiple of num_generations"):
         cello1.train.grpo(
-            tiny_qwen2, train_puzzles, output_dir=tmp_path, num_generations=3, batch_size=4
+            tiny_qwen2,
+            train_puzzles,
+            output_dir=tmp_path,
+            num_generations=3,
+            per_device_train_batch_size=4,
+        )
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed_stage_2", "FSDPStrategy"])
+def test_grpo_sharded_strategies_are_not_offered(
+    strategy, tiny_qwen2, train_puzzles, tmp_path, no_loading
+):
+    if strategy == "FSDPStrategy":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        strategy = FSDPStrategy()
+    with pytest.raises(ValueError, match="use strategy='ddp'"):
+        cello1.train.grpo(
+            tiny_qwen2, train_puzzles, output_dir=tmp_path, trainer_kwargs={"strategy": strategy}
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import warnings
 from typing import Any
 
 from ._config import GRPOConfig, SFTConfig
@@ -43,11 +44,36 @@ def _add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
             group.add_argument(flag, type=_json_dict, metavar="JSON", **kwargs)
         else:
             group.add_argument(flag, type=_TYPES.get(type_name, str), **kwargs)
+    # The previous release's flags, hidden, accepted with a FutureWarning for one release.
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    for old, new in getattr(cls, "_OLD_NAMES", {}).items():
+        group.add_argument(
+            "--" + old.replace("_", "-"),
+            dest=old,
+            type=_TYPES.get(types[new], str),
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
 
 
 def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names}
+    old_names: dict[str, str] = getattr(cls, "_OLD_NAMES", {})
+    out = {k: v for k, v in vars(args).items() if k in names}
+    for old, new in old_names.items():
+        if old not in vars(args):
+            continue
+        flag, new_flag = "--" + old.replace("_", "-"), "--" + new.replace("_", "-")
+        if new in out:
+            msg = f"both {flag} (old name) and {new_flag} were given; pass only {new_flag}."
+            raise ValueError(msg)
+        warnings.warn(
+            f"{flag} is deprecated and will be removed in the next release; use {new_flag}.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        out[new] = getattr(args, old)
+    return out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--strategy",
         default=None,
-        help="Lightning strategy ('ddp', 'fsdp', 'deepspeed_stage_2', ...)",
+        help="Lightning strategy: 'ddp' (data parallel over --devices processes) or unset",
     )
     _add_config_options(g, GRPOConfig)
     g.set_defaults(func=_grpo)

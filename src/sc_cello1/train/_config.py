@@ -8,10 +8,65 @@ Defaults follow the Cell-o1 authors (``src/sft/sft.sh`` and
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 _PROMPT_STYLES = ("eval", "sft", "rl")
+_ROLLOUTS = ("auto", "transformers", "vllm")
+
+
+def rename_old_names(cls: type, kwargs: dict[str, Any], stacklevel: int = 3) -> dict[str, Any]:
+    """Map the previous release's field names in ``kwargs`` to the current ones, with a FutureWarning.
+
+    Raises
+    ------
+    TypeError
+        If an old name and its new name are both given.
+    """
+    old_names: dict[str, str] = getattr(cls, "_OLD_NAMES", {})
+    used = [k for k in kwargs if k in old_names]
+    if not used:
+        return kwargs
+    kwargs = dict(kwargs)
+    for old in used:
+        new = old_names[old]
+        if new in kwargs:
+            msg = f"{cls.__name__} got both {old!r} (old name) and {new!r}; pass only {new!r}."
+            raise TypeError(msg)
+        kwargs[new] = kwargs.pop(old)
+    pairs = ", ".join(f"{o} -> {old_names[o]}" for o in used)
+    warnings.warn(
+        f"{cls.__name__}: {pairs}: the old names are deprecated and will be removed in the next "
+        "release; use the new (trl's) names.",
+        FutureWarning,
+        stacklevel=stacklevel,
+    )
+    return kwargs
+
+
+def _accepts_old_names(cls: type) -> type:
+    """Let a config dataclass take the previous release's field names (FutureWarning)."""
+    init = cls.__init__  # type: ignore[misc]
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **rename_old_names(cls, kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        new = cls._OLD_NAMES.get(name)  # type: ignore[attr-defined]
+        if new is None:
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg)
+        warnings.warn(
+            f"{type(self).__name__}.{name} is deprecated; use .{new}.", FutureWarning, stacklevel=2
+        )
+        return getattr(self, new)
+
+    cls.__init__ = __init__  # type: ignore[method-assign,misc]
+    cls.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    return cls
 
 
 def _check_positive(obj: Any, *names: str) -> None:
@@ -87,6 +142,7 @@ class _CommonConfig:
 
     def replace(self, **overrides: Any):
         """Return a copy with some fields changed (validated again); unknown names raise TypeError."""
+        overrides = rename_old_names(type(self), overrides)
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - names)
         if unknown:
@@ -102,6 +158,7 @@ class _CommonConfig:
         return dataclasses.asdict(self)
 
 
+@_accepts_old_names
 @dataclass
 class SFTConfig(_CommonConfig):
     """Settings of supervised fine-tuning (:func:`sc_cello1.train.sft`).
@@ -158,8 +215,12 @@ class SFTConfig(_CommonConfig):
             "(authors: 0.1; 0 trains on all)."
         },
     )
-    warmup_ratio: float = field(
-        default=0.0, metadata={"help": "Share of steps with a linear warm-up."}
+    warmup_steps: float = field(
+        default=0.0,
+        metadata={
+            "help": "Linear warm-up: a number of steps (>= 1) or a share of all steps (< 1), as in "
+            "transformers 5 (which replaced warmup_ratio)."
+        },
     )
     lr_scheduler_type: str = field(
         default="linear", metadata={"help": "transformers learning-rate schedule."}
@@ -205,8 +266,11 @@ class SFTConfig(_CommonConfig):
                 f"eval_ratio={self.eval_ratio!r} must be in [0, 1); use 0 to train on all puzzles."
             )
             raise ValueError(msg)
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            msg = f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1)."
+        if self.warmup_steps < 0 or (1.0 < self.warmup_steps != int(self.warmup_steps)):
+            msg = (
+                f"warmup_steps={self.warmup_steps!r} must be a share of the steps in [0, 1) or a "
+                "whole number of steps."
+            )
             raise ValueError(msg)
         if self.save_steps < 0:
             msg = f"save_steps={self.save_steps!r} must be >= 0 (0: save at the end of each epoch)."
@@ -221,59 +285,92 @@ class SFTConfig(_CommonConfig):
             )
             raise ValueError(msg)
 
+    #: Names of the previous release, accepted with a FutureWarning until the next one.
+    _OLD_NAMES: ClassVar[dict[str, str]] = {"warmup_ratio": "warmup_steps"}
 
+
+@_accepts_old_names
 @dataclass
 class GRPOConfig(_CommonConfig):
     """Settings of GRPO (:func:`sc_cello1.train.grpo`, :class:`sc_cello1.train.GRPOModule`).
 
+    Field names are trl's (``trl.GRPOConfig``) wherever the concept is the same;
+    Lightning's own settings keep Lightning's names (``precision``; ``devices`` and
+    ``strategy`` go to ``grpo(trainer_kwargs=...)``). The names of the previous
+    release (``batch_size``, ``accumulate_grad_batches``, ``clip_epsilon``,
+    ``kl_coef``, ``max_new_tokens``, ``max_epochs``, ``val_check_interval``,
+    ``val_max_new_tokens``, ``log_every_n_steps``, ``save_every_n_steps``) are still
+    accepted for one release, with a :class:`FutureWarning`.
+
     The defaults are the Cell-o1 authors' (``run_cello1_grpo.sh``): 5 samples per
     puzzle, the clipped surrogate with epsilon 0.2, a KL penalty to the reference
-    (the low-variance "k3" estimator) with coefficient 0.001, learning rate 1e-6,
-    gradient clipping at 1.0, 64 puzzles per optimizer step (``batch_size /
-    num_generations * accumulate_grad_batches * devices``), completions up to 3000
-    tokens. The authors trained all parameters of the merged SFT model; here LoRA is
-    the default (``use_peft=False`` for the authors' full-parameter policy).
+    (the low-variance "k3" estimator) with coefficient ``beta=0.001``, learning rate
+    1e-6, gradient clipping at 1.0, one policy update per rollout batch
+    (``num_iterations=1``), 64 puzzles per optimizer step
+    (``per_device_train_batch_size / num_generations * gradient_accumulation_steps *
+    devices``), completions up to 3000 tokens. The authors trained all parameters of
+    the merged SFT model; here LoRA is the default (``use_peft=False`` for the authors'
+    full-parameter policy).
 
     Examples
     --------
     >>> import sc_cello1 as cello1
-    >>> cfg = cello1.train.GRPOConfig(num_generations=4, batch_size=8, max_new_tokens=64)
-    >>> cfg.batch_size // cfg.num_generations
+    >>> cfg = cello1.train.GRPOConfig(
+    ...     num_generations=4, per_device_train_batch_size=8, max_completion_length=64
+    ... )
+    >>> cfg.puzzles_per_step
     2
     """
 
     num_generations: int = field(
         default=5, metadata={"help": "Completions sampled per puzzle (authors: 5)."}
     )
-    batch_size: int = field(
+    per_device_train_batch_size: int = field(
         default=10,
         metadata={
             "help": "Completions per training step and device (puzzles per step x num_generations); "
             "must be a multiple of num_generations."
         },
     )
-    accumulate_grad_batches: int = field(
+    gradient_accumulation_steps: int = field(
         default=32,
         metadata={"help": "Training steps per optimizer step (authors: 64 puzzles per update)."},
+    )
+    num_iterations: int = field(
+        default=1,
+        metadata={
+            "help": "Policy updates per rollout batch (authors: 1). With more than one, the "
+            "log-probabilities of the sampling policy are kept and the importance ratio and its "
+            "clip take effect."
+        },
+    )
+    micro_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Completions per forward/backward pass in the log-probability and update passes "
+            "(None: the whole rollout batch at once). Lowers peak memory; the loss is the same "
+            "token mean."
+        },
     )
     learning_rate: float = field(
         default=1e-6, metadata={"help": "Learning rate of AdamW (authors: 1e-6)."}
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    clip_epsilon: float = field(
+    epsilon: float = field(
         default=0.2, metadata={"help": "Clip range of the probability ratio (authors: 0.2)."}
     )
-    kl_coef: float = field(
+    beta: float = field(
         default=0.001,
         metadata={
-            "help": "Weight of the k3 KL penalty to the reference policy (authors: 0.001; 0 disables)."
+            "help": "Weight of the k3 KL penalty to the reference policy (authors: 0.001; 0 disables "
+            "it and the reference)."
         },
     )
     max_grad_norm: float = field(
         default=1.0, metadata={"help": "Gradient clipping norm (authors: 1.0; 0 disables)."}
     )
-    max_new_tokens: int = field(
-        default=3000, metadata={"help": "Longest completion (authors: 3000)."}
+    max_completion_length: int = field(
+        default=3000, metadata={"help": "Longest completion in tokens (authors: 3000)."}
     )
     max_prompt_length: int = field(
         default=3072,
@@ -285,29 +382,49 @@ class GRPOConfig(_CommonConfig):
     top_p: float = field(
         default=1.0, metadata={"help": "Nucleus sampling of the rollouts (1: off)."}
     )
+    rollout: str = field(
+        default="auto",
+        metadata={
+            "help": "Rollout engine: 'transformers' (generate on the policy), 'vllm' (a colocated "
+            "vLLM engine that receives the policy weights after each update; one process only) or "
+            "'auto' (vLLM when it is installed, CUDA is available and training runs in one "
+            "process, else transformers)."
+        },
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3,
+        metadata={
+            "help": "Share of GPU memory the colocated vLLM engine may take (weights + KV cache); "
+            "the rest is left to training."
+        },
+    )
     prompt_style: str = field(
         default="rl",
         metadata={
             "help": "Prompt layout: 'rl' (one user turn user_msg + ' ' + system_msg, authors), 'sft' or 'eval'."
         },
     )
-    max_epochs: int = field(default=20, metadata={"help": "Passes over the puzzles (authors: 20)."})
-    max_steps: int = field(
-        default=-1, metadata={"help": "Optimizer steps to run; overrides max_epochs when > 0."}
+    num_train_epochs: int = field(
+        default=20, metadata={"help": "Passes over the puzzles (authors: 20)."}
     )
-    val_check_interval: int = field(
+    max_steps: int = field(
+        default=-1,
+        metadata={"help": "Optimizer steps to run; overrides num_train_epochs when > 0."},
+    )
+    eval_steps: int = field(
         default=0,
         metadata={
             "help": "Validate on eval_puzzles every this many training steps (0: once per epoch)."
         },
     )
-    val_max_new_tokens: int | None = field(
-        default=None, metadata={"help": "Longest validation completion (None: max_new_tokens)."}
+    eval_max_completion_length: int | None = field(
+        default=None,
+        metadata={"help": "Longest validation completion (None: max_completion_length)."},
     )
-    log_every_n_steps: int = field(
+    logging_steps: int = field(
         default=1, metadata={"help": "Log metrics every this many training steps."}
     )
-    save_every_n_steps: int = field(
+    save_steps: int = field(
         default=0,
         metadata={
             "help": "Write a resumable checkpoint every this many optimizer steps (0: each epoch)."
@@ -326,24 +443,42 @@ class GRPOConfig(_CommonConfig):
         },
     )
 
+    #: Names of the previous release, accepted with a FutureWarning until the next one.
+    _OLD_NAMES: ClassVar[dict[str, str]] = {
+        "batch_size": "per_device_train_batch_size",
+        "accumulate_grad_batches": "gradient_accumulation_steps",
+        "clip_epsilon": "epsilon",
+        "kl_coef": "beta",
+        "max_new_tokens": "max_completion_length",
+        "max_epochs": "num_train_epochs",
+        "val_check_interval": "eval_steps",
+        "val_max_new_tokens": "eval_max_completion_length",
+        "log_every_n_steps": "logging_steps",
+        "save_every_n_steps": "save_steps",
+    }
+
     def __post_init__(self) -> None:
         self._check_common()
         _check_positive(
             self,
             "num_generations",
-            "batch_size",
-            "accumulate_grad_batches",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "num_iterations",
             "learning_rate",
-            "max_new_tokens",
+            "max_completion_length",
             "max_prompt_length",
             "temperature",
-            "log_every_n_steps",
+            "logging_steps",
         )
-        if self.batch_size % self.num_generations:
+        if self.per_device_train_batch_size % self.num_generations:
+            n = self.num_generations * max(
+                1, self.per_device_train_batch_size // self.num_generations
+            )
             msg = (
-                f"batch_size={self.batch_size} is not a multiple of num_generations="
-                f"{self.num_generations}; each step trains whole groups, so set batch_size to a "
-                f"multiple such as {self.num_generations * max(1, self.batch_size // self.num_generations)}."
+                f"per_device_train_batch_size={self.per_device_train_batch_size} is not a multiple "
+                f"of num_generations={self.num_generations}; each step trains whole groups, so set "
+                f"it to a multiple such as {n}."
             )
             raise ValueError(msg)
         if self.num_generations < 2:
@@ -352,11 +487,11 @@ class GRPOConfig(_CommonConfig):
                 "set num_generations=2 or more (authors: 5)."
             )
             raise ValueError(msg)
-        if self.clip_epsilon <= 0 or self.clip_epsilon >= 1:
-            msg = f"clip_epsilon={self.clip_epsilon!r} must be in (0, 1) (authors: 0.2)."
+        if self.epsilon <= 0 or self.epsilon >= 1:
+            msg = f"epsilon={self.epsilon!r} must be in (0, 1) (authors: 0.2)."
             raise ValueError(msg)
-        if self.kl_coef < 0:
-            msg = f"kl_coef={self.kl_coef!r} must be >= 0 (0 disables the KL penalty)."
+        if self.beta < 0:
+            msg = f"beta={self.beta!r} must be >= 0 (0 disables the KL penalty)."
             raise ValueError(msg)
         if self.max_grad_norm < 0:
             msg = f"max_grad_norm={self.max_grad_norm!r} must be >= 0 (0 disables clipping)."
@@ -364,23 +499,32 @@ class GRPOConfig(_CommonConfig):
         if not 0.0 < self.top_p <= 1.0:
             msg = f"top_p={self.top_p!r} must be in (0, 1]."
             raise ValueError(msg)
+        if self.rollout not in _ROLLOUTS:
+            msg = f"rollout={self.rollout!r} is not valid; use one of {_ROLLOUTS}."
+            raise ValueError(msg)
+        if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
+            msg = f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization!r} must be in (0, 1]."
+            raise ValueError(msg)
         if self.prompt_style not in _PROMPT_STYLES:
             msg = f"prompt_style={self.prompt_style!r} is not valid; use one of {_PROMPT_STYLES}."
             raise ValueError(msg)
-        if self.max_steps <= 0 and self.max_epochs <= 0:
-            msg = "Nothing to train: set max_epochs > 0 or max_steps > 0."
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            msg = "Nothing to train: set num_train_epochs > 0 or max_steps > 0."
             raise ValueError(msg)
-        if self.val_check_interval < 0 or self.save_every_n_steps < 0:
-            msg = "val_check_interval and save_every_n_steps must be >= 0 (0: once per epoch)."
+        if self.eval_steps < 0 or self.save_steps < 0:
+            msg = "eval_steps and save_steps must be >= 0 (0: once per epoch)."
             raise ValueError(msg)
-        if self.val_max_new_tokens is not None and self.val_max_new_tokens <= 0:
-            msg = f"val_max_new_tokens={self.val_max_new_tokens!r} must be > 0 or None."
+        if self.micro_batch_size is not None and self.micro_batch_size <= 0:
+            msg = f"micro_batch_size={self.micro_batch_size!r} must be > 0 or None."
+            raise ValueError(msg)
+        if self.eval_max_completion_length is not None and self.eval_max_completion_length <= 0:
+            msg = f"eval_max_completion_length={self.eval_max_completion_length!r} must be > 0 or None."
             raise ValueError(msg)
 
     @property
     def puzzles_per_step(self) -> int:
-        """Puzzles per training step and device: ``batch_size // num_generations``."""
-        return self.batch_size // self.num_generations
+        """Puzzles per training step and device: ``per_device_train_batch_size // num_generations``."""
+        return self.per_device_train_batch_size // self.num_generations
 
 
 def make_config(cls: type, config: Any, overrides: dict[str, Any]):

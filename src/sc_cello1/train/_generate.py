@@ -59,8 +59,12 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     num_return_sequences: int = 1,
+    **generate_kwargs: Any,
 ):
     """Generate completions of rendered prompts.
+
+    ``generate_kwargs`` go to ``model.generate`` (e.g. ``min_new_tokens`` for fixed-length
+    benchmarks).
 
     Returns
     -------
@@ -83,6 +87,7 @@ def generate(
         kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    kwargs.update(generate_kwargs)
     was_training = model.training
     model.eval()
     try:

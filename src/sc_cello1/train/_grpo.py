@@ -41,13 +41,16 @@ if TYPE_CHECKING:
 # Lightning Trainer arguments that GRPOConfig owns.
 _OWNED_TRAINER_ARGS = {
     "max_steps": "max_steps",
-    "max_epochs": "max_epochs",
-    "accumulate_grad_batches": "accumulate_grad_batches",
+    "max_epochs": "num_train_epochs",
+    "accumulate_grad_batches": "gradient_accumulation_steps",
     "gradient_clip_val": "max_grad_norm",
     "precision": "precision",
-    "val_check_interval": "val_check_interval",
-    "log_every_n_steps": "log_every_n_steps",
+    "val_check_interval": "eval_steps",
+    "log_every_n_steps": "logging_steps",
 }
+
+# Strategies that are tested: one process, or data parallel (DDP) over processes.
+_UNSUPPORTED_STRATEGIES = ("fsdp", "deepspeed")
 
 
 # ----------------------------------------------------------------------------- math
@@ -68,15 +71,34 @@ def group_advantages(
     return ((grouped - mean) / (std + eps)).view(-1)
 
 
-def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor, clamp: float = 10.0) -> torch.Tensor:
+#: Bounds of the log-ratios before ``exp``, as in verl (``core_algos.py``): the PPO
+#: ratio ``log_prob - old_log_prob`` and the k3 log-ratio ``ref - log_prob`` are clamped
+#: to ``[-20, 20]``, the k3 value to ``[-10, 10]``.
+LOG_RATIO_BOUND = 20.0
+KL_BOUND = 10.0
+
+
+def k3_kl(
+    logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    clamp: float = KL_BOUND,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-token low-variance KL estimate ``exp(r) - r - 1`` with ``r = ref_logp - logp``.
 
     An unbiased, non-negative estimator of ``KL(policy || reference)`` from samples of
-    the policy (Schulman's "k3"; verl's ``low_var_kl``), clamped to ``[-clamp, clamp]``.
+    the policy (Schulman's "k3"; verl's ``low_var_kl``). As in verl, ``r`` is clamped to
+    ``[-20, 20]`` before ``exp`` (so the value and its gradient stay finite for any
+    log-probabilities) and the estimate to ``[-clamp, clamp]`` (default 10). Where
+    ``mask`` is 0 the estimate is 0 and no gradient flows, even from infinite or NaN
+    log-probabilities there.
     """
     import torch
 
     log_ratio = ref_logp - logp
+    if mask is not None:
+        log_ratio = torch.where(mask.bool(), log_ratio, torch.zeros_like(log_ratio))
+    log_ratio = torch.clamp(log_ratio, min=-LOG_RATIO_BOUND, max=LOG_RATIO_BOUND)
     kl = torch.exp(log_ratio) - log_ratio - 1
     return torch.clamp(kl, min=-clamp, max=clamp)
 
@@ -88,10 +110,20 @@ def grpo_loss(
     mask: torch.Tensor,
     *,
     ref_logp: torch.Tensor | None = None,
-    clip_epsilon: float = 0.2,
-    kl_coef: float = 0.001,
+    epsilon: float = 0.2,
+    beta: float = 0.001,
+    clip_epsilon: float | None = None,
+    kl_coef: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Compute the GRPO loss: clipped surrogate plus ``kl_coef`` times the k3 KL, token-averaged.
+    """Compute the GRPO loss: clipped surrogate plus ``beta`` times the k3 KL, token-averaged.
+
+    Per completion token ``t`` of row ``i`` with ratio ``rho = exp(logp - old_logp)``
+    the surrogate is ``max(-A_i rho, -A_i clip(rho, 1 - epsilon, 1 + epsilon))``; the
+    loss is its mean over the unmasked tokens of the batch plus ``beta`` times the mean
+    :func:`k3_kl`. The log-ratio ``logp - old_logp`` is clamped to ``[-20, 20]``
+    before ``exp`` (verl's bound), and masked tokens are removed with ``torch.where``
+    before any arithmetic, so the loss and its gradient stay finite for extreme or
+    non-finite log-probabilities at masked positions and for fully masked rows.
 
     Parameters
     ----------
@@ -104,32 +136,46 @@ def grpo_loss(
         1 for completion tokens, 0 for padding, shape ``(batch, tokens)``.
     ref_logp
         Log-probabilities under the reference policy; ``None`` skips the KL term.
-    clip_epsilon
-        Clip range of the ratio ``exp(logp - old_logp)``.
-    kl_coef
-        Weight of the KL term.
+    epsilon
+        Clip range of the ratio ``exp(logp - old_logp)`` (trl's name).
+    beta
+        Weight of the KL term (trl's name).
+    clip_epsilon, kl_coef
+        Deprecated names of ``epsilon`` and ``beta`` (FutureWarning).
 
     Returns
     -------
     ``(loss, stats)``; ``stats`` holds detached ``policy_loss``, ``kl`` and
     ``clip_fraction`` (share of tokens where the clipped term was taken).
     """
+    import warnings
+
     import torch
 
-    mask = mask.to(logp.dtype)
-    n_tokens = mask.sum().clamp(min=1.0)
+    if clip_epsilon is not None or kl_coef is not None:
+        warnings.warn(
+            "grpo_loss: clip_epsilon and kl_coef are deprecated; use epsilon and beta.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        epsilon = epsilon if clip_epsilon is None else clip_epsilon
+        beta = beta if kl_coef is None else kl_coef
+    keep = mask.bool()
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    n_tokens = keep.sum().to(logp.dtype).clamp(min=1.0)
     adv = advantages.to(logp.dtype).unsqueeze(1)
-    ratio = torch.exp(logp - old_logp)
+    log_ratio = torch.where(keep, logp - old_logp, zero)
+    ratio = torch.exp(torch.clamp(log_ratio, min=-LOG_RATIO_BOUND, max=LOG_RATIO_BOUND))
     unclipped = -adv * ratio
-    clipped = -adv * torch.clamp(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
+    clipped = -adv * torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon)
     per_token = torch.maximum(unclipped, clipped)
-    policy_loss = (per_token * mask).sum() / n_tokens
-    clip_fraction = ((clipped > unclipped).to(logp.dtype) * mask).sum() / n_tokens
+    policy_loss = torch.where(keep, per_token, zero).sum() / n_tokens
+    clip_fraction = (keep & (clipped > unclipped)).sum().to(logp.dtype) / n_tokens
     loss = policy_loss
-    kl = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    kl = zero
     if ref_logp is not None:
-        kl = (k3_kl(logp, ref_logp) * mask).sum() / n_tokens
-        loss = loss + kl_coef * kl
+        kl = torch.where(keep, k3_kl(logp, ref_logp, mask=keep), zero).sum() / n_tokens
+        loss = loss + beta * kl
     stats = {
         "policy_loss": policy_loss.detach(),
         "kl": kl.detach(),
@@ -156,12 +202,18 @@ def token_log_probs(
         logits_to_keep=n_completion + 1,
         use_cache=False,
     )
-    logits = out.logits[:, :-1, :].float()
-    if temperature != 1.0:
-        logits = logits / temperature
+    logits = out.logits[:, :-1, :]
     targets = input_ids[:, -n_completion:]
-    logp = torch.log_softmax(logits, dim=-1)
-    return torch.gather(logp, 2, targets.unsqueeze(-1)).squeeze(-1)
+    # log_softmax of the chosen token, one row at a time in float32: peak memory is one
+    # row of (tokens x vocabulary) floats, not the whole batch (as trl's selective_log_softmax).
+    rows = []
+    for row_logits, row_targets in zip(logits, targets, strict=True):
+        row = row_logits.float()
+        if temperature != 1.0:
+            row = row / temperature
+        chosen = torch.gather(row, 1, row_targets.unsqueeze(-1)).squeeze(-1)
+        rows.append(chosen - torch.logsumexp(row, dim=-1))
+    return torch.stack(rows)
 
 
 # ----------------------------------------------------------------------------- data
@@ -194,17 +246,26 @@ def _make_module_class():
         """GRPO on CellPuzzles as a :class:`lightning.LightningModule`.
 
         Each training step samples ``config.num_generations`` completions for each of
-        ``config.puzzles_per_step`` puzzles from the current policy (transformers
-        ``generate``), scores them with :func:`sc_cello1.metrics.reward`, normalises the
-        rewards within each puzzle's group and minimises :func:`grpo_loss`. With a peft
-        model the reference policy is the model with its adapters disabled (no second
-        copy); otherwise a frozen copy of the initial model. Lightning provides devices,
-        strategies, precision, gradient accumulation and clipping, checkpoints and
+        ``config.puzzles_per_step`` puzzles from the current policy (the rollout engine
+        of ``config.rollout``: transformers ``generate``, or a colocated vLLM engine that
+        receives the policy weights, LoRA merged, before the first rollout after each
+        optimizer step), scores them with :func:`sc_cello1.metrics.reward`, normalises
+        the rewards within each puzzle's group and stores the batch. Every
+        ``gradient_accumulation_steps`` batches, :meth:`update` runs ``num_iterations``
+        optimizer steps on the stored batches with :func:`grpo_loss` (the sampling
+        policy's log-probabilities are computed once, before the first step, so that
+        with ``num_iterations > 1`` the importance ratio and its clip take effect).
+        Optimisation is manual (``automatic_optimization = False``): accumulation and
+        gradient clipping (``max_grad_norm``) happen here, not in the Trainer. With a
+        peft model the reference policy is the model with its adapters disabled (no
+        second copy); otherwise a frozen copy of the initial model. Lightning provides
+        devices, data parallelism (``strategy="ddp"``), precision, checkpoints and
         logging; each step logs ``train/reward``, ``train/batch_accuracy``,
-        ``train/cell_accuracy``, ``train/format_rate``, ``train/response_length``,
-        ``train/kl``, ``train/clip_fraction`` and ``train/loss``; validation logs
-        ``val/cell_accuracy``, ``val/batch_accuracy``, ``val/format_rate`` and
-        ``val/mean_reward`` from :func:`sc_cello1.metrics.evaluate` on greedy completions.
+        ``train/cell_accuracy``, ``train/format_rate``, ``train/response_length`` and,
+        on steps that update, ``train/kl``, ``train/clip_fraction`` and ``train/loss``
+        (means over the iterations); validation logs ``val/cell_accuracy``,
+        ``val/batch_accuracy``, ``val/format_rate`` and ``val/mean_reward`` from
+        :func:`sc_cello1.metrics.evaluate` on greedy completions.
 
         Parameters
         ----------
@@ -218,6 +279,10 @@ def _make_module_class():
             A reward with trl's signature ``(completions, answer=..., **kwargs) ->
             list[float]``; default :func:`sc_cello1.metrics.cellpuzzles_reward` (the
             authors' reward). The logged accuracies always use the paper's scoring.
+        rollout_engine
+            An engine with ``generate(model, prompts, n=, max_tokens=, temperature=,
+            top_p=)`` and ``sync_weights(model)``; default: built from ``config.rollout``
+            when training starts.
 
         Examples
         --------
@@ -226,7 +291,12 @@ def _make_module_class():
         """
 
         def __init__(
-            self, model: Any, tokenizer: Any, config: GRPOConfig, reward_fn: Any = None
+            self,
+            model: Any,
+            tokenizer: Any,
+            config: GRPOConfig,
+            reward_fn: Any = None,
+            rollout_engine: Any = None,
         ) -> None:
             super().__init__()
             if not isinstance(config, GRPOConfig):
@@ -235,6 +305,9 @@ def _make_module_class():
             if reward_fn is not None and not callable(reward_fn):
                 msg = f"reward_fn must be callable (completions, answer=..., **kwargs) -> list[float], got {type(reward_fn).__name__}."
                 raise TypeError(msg)
+            # Several updates per rollout batch and accumulation over rollout batches are
+            # done here, so Lightning's automatic optimisation is off.
+            self.automatic_optimization = False
             self.reward_fn = reward_fn
             self.model = model
             self.tokenizer = tokenizer
@@ -243,20 +316,33 @@ def _make_module_class():
             # A frozen reference for full-parameter training, kept out of the module tree so
             # that it is neither trained nor written into checkpoints.
             ref = None
-            if not self.is_peft and config.kl_coef > 0:
+            if not self.is_peft and config.beta > 0:
                 ref = copy.deepcopy(model).eval().requires_grad_(False)
             object.__setattr__(self, "_ref_model", ref)
+            object.__setattr__(self, "rollout_engine", rollout_engine)
+            # The engine holds the starting weights until the first push.
+            self._engine_stale = True
             # LoRA checkpoints hold only the trainable weights.
             self.strict_loading = not self.is_peft
             self.history: list[dict[str, float]] = []
             self.val_history: list[dict[str, Any]] = []
             self._val_texts: list[str] = []
             self._val_answers: list[list[str]] = []
+            self._buffer: list[dict[str, Any]] = []
 
-        # -- reference policy
+        # -- reference policy and rollout engine
         def on_fit_start(self) -> None:
             if self._ref_model is not None:
                 self._ref_model.to(self.device)
+            if self.rollout_engine is None:
+                from ._rollout import make_rollout_engine
+
+                engine = make_rollout_engine(
+                    self.config, self.model, self.tokenizer, world_size=self.trainer.world_size
+                )
+                object.__setattr__(self, "rollout_engine", engine)
+            self._engine_stale = True
+            self._buffer = []
 
         def reference_log_probs(self, input_ids, attention_mask, n_completion):
             """Token log-probabilities under the reference policy (no gradient)."""
@@ -278,21 +364,43 @@ def _make_module_class():
                     self.config.temperature,
                 )
 
-        # -- training
-        def training_step(self, batch: list[dict[str, Any]], batch_idx: int):
+        # -- rollouts
+        def rollout(self, prompts: list[str]):
+            """Sample ``num_generations`` completions per rendered prompt from the current policy.
+
+            Returns ``(prompt_ids, prompt_mask, completion_ids, completion_mask, texts)``
+            as :func:`sc_cello1.train._generate.generate`, rows grouped by prompt. The
+            rollout engine (transformers or a colocated vLLM engine) first receives the
+            policy weights if an optimizer step changed them since the last rollout.
+            """
+            cfg = self.config
+            engine: Any = self.rollout_engine
+            if engine is None:  # used outside trainer.fit
+                from ._rollout import TransformersRollout
+
+                engine = TransformersRollout(self.tokenizer)
+            if self._engine_stale:
+                engine.sync_weights(self.model)
+                self._engine_stale = False
+            return engine.generate(
+                self.model,
+                prompts,
+                n=cfg.num_generations,
+                max_tokens=cfg.max_completion_length,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+            )
+
+        def make_rollout_batch(self, batch: list[dict[str, Any]]):
+            """Rollouts of a batch of records, rewarded, with advantages and old/reference log-probs.
+
+            Returns ``(rollout_batch, metrics)``: the tensors an update needs and the
+            rollout metrics (reward, accuracies, format rate, response length).
+            """
             cfg = self.config
             G = cfg.num_generations
             prompts = [b["prompt"] for b in batch]
-            prompt_ids, prompt_mask, comp_ids, comp_mask, texts = generate(
-                self.model,
-                self.tokenizer,
-                prompts,
-                max_new_tokens=cfg.max_new_tokens,
-                do_sample=True,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                num_return_sequences=G,
-            )
+            prompt_ids, prompt_mask, comp_ids, comp_mask, texts = self.rollout(prompts)
             gold = [b["answer"] for b in batch for _ in range(G)]
             scores = [score_completion(t, g) for t, g in zip(texts, gold, strict=True)]
             if self.reward_fn is None:
@@ -303,25 +411,34 @@ def _make_module_class():
                     msg = f"reward_fn returned {len(values)} rewards for {len(texts)} completions."
                     raise ValueError(msg)
             rewards = torch.tensor(values, dtype=torch.float32, device=self.device)
-            advantages = group_advantages(rewards, G)
-            input_ids = torch.cat([prompt_ids, comp_ids], dim=1)
-            attention_mask = torch.cat([prompt_mask, comp_mask], dim=1)
+            input_ids = torch.cat([prompt_ids, comp_ids], dim=1).to(self.device)
+            attention_mask = torch.cat([prompt_mask, comp_mask], dim=1).to(self.device)
             n_comp = comp_ids.shape[1]
-            logp = token_log_probs(self.model, input_ids, attention_mask, n_comp, cfg.temperature)
-            ref_logp = None
-            if cfg.kl_coef > 0:
-                ref_logp = self.reference_log_probs(input_ids, attention_mask, n_comp)
-            # One policy update per rollout (as the authors' mini-batch = batch): the
-            # sampling policy is the current one, so its log-probabilities are logp, detached.
-            loss, stats = grpo_loss(
-                logp,
-                logp.detach(),
-                advantages,
-                comp_mask,
-                ref_logp=ref_logp,
-                clip_epsilon=cfg.clip_epsilon,
-                kl_coef=cfg.kl_coef,
-            )
+            rb = {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "completion_mask": comp_mask.to(self.device),
+                "n_completion": n_comp,
+                "advantages": group_advantages(rewards, G),
+                "old_logp": None,
+                "ref_logp": None,
+            }
+            if cfg.num_iterations > 1:
+                # The sampling policy's log-probabilities, before any update on this batch.
+                with torch.no_grad():
+                    rb["old_logp"] = torch.cat(
+                        [
+                            token_log_probs(self.model, i, m, n_comp, cfg.temperature)
+                            for i, m in self._chunks(input_ids, attention_mask)
+                        ]
+                    )
+            if cfg.beta > 0:
+                rb["ref_logp"] = torch.cat(
+                    [
+                        self.reference_log_probs(i, m, n_comp)
+                        for i, m in self._chunks(input_ids, attention_mask)
+                    ]
+                )
             n = len(scores)
             n_cells = sum(s["n_cells"] for s in scores)
             metrics = {
@@ -331,21 +448,90 @@ def _make_module_class():
                 "train/cell_accuracy": sum(s["correct"] for s in scores) / max(n_cells, 1),
                 "train/format_rate": sum(bool(s["valid"]) for s in scores) / n,
                 "train/response_length": float(comp_mask.sum(dim=1).float().mean()),
-                "train/kl": float(stats["kl"]),
-                "train/clip_fraction": float(stats["clip_fraction"]),
-                "train/loss": float(loss.detach()),
             }
+            return rb, metrics
+
+        def update(self, buffer: list[dict[str, Any]]) -> dict[str, float]:
+            """``num_iterations`` optimizer steps on the buffered rollout batches.
+
+            Each step accumulates the gradient of :func:`grpo_loss` over the buffered
+            batches (each weighted ``1 / len(buffer)``), clips it to ``max_grad_norm``
+            and steps AdamW. With ``num_iterations=1`` the ratio is 1 (the sampling
+            policy is the current one); with more, it is taken against the log-probs
+            stored at rollout time. Returns the mean loss, KL and clip fraction.
+            """
+            cfg = self.config
+            opt: Any = self.optimizers()  # one optimizer
+            totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
+            count = 0
+            max_steps = self.trainer.max_steps if self._trainer is not None else -1
+            for _ in range(cfg.num_iterations):
+                if max_steps > 0 and self.trainer.global_step >= max_steps:
+                    break
+                for rb in buffer:
+                    n_total = rb["completion_mask"].sum().clamp(min=1)
+                    for (rows,) in self._chunks(torch.arange(rb["input_ids"].shape[0])):
+                        mask = rb["completion_mask"][rows]
+                        logp = token_log_probs(
+                            self.model,
+                            rb["input_ids"][rows],
+                            rb["attention_mask"][rows],
+                            rb["n_completion"],
+                            cfg.temperature,
+                        )
+                        old = logp.detach() if rb["old_logp"] is None else rb["old_logp"][rows]
+                        ref = None if rb["ref_logp"] is None else rb["ref_logp"][rows]
+                        loss, stats = grpo_loss(
+                            logp,
+                            old,
+                            rb["advantages"][rows],
+                            mask,
+                            ref_logp=ref,
+                            epsilon=cfg.epsilon,
+                            beta=cfg.beta,
+                        )
+                        # Token mean over the whole batch: each chunk weighted by its tokens.
+                        share = float(mask.sum() / n_total)
+                        self.manual_backward(loss * share / len(buffer))
+                        totals["loss"] += float(loss.detach()) * share
+                        totals["kl"] += float(stats["kl"]) * share
+                        totals["clip_fraction"] += float(stats["clip_fraction"]) * share
+                    count += 1
+                if cfg.max_grad_norm:
+                    self.clip_gradients(
+                        opt, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm"
+                    )
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                self._engine_stale = True
+            return {f"train/{k}": v / max(count, 1) for k, v in totals.items()}
+
+        def _chunks(self, *tensors):
+            """Split tensors along the first dimension into ``micro_batch_size`` rows."""
+            size = self.config.micro_batch_size or tensors[0].shape[0]
+            for start in range(0, tensors[0].shape[0], size):
+                yield tuple(t[start : start + size] for t in tensors)
+
+        # -- training
+        def training_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:
+            rb, metrics = self.make_rollout_batch(batch)
+            self._buffer.append(rb)
+            n_batches = self.trainer.num_training_batches
+            last = isinstance(n_batches, int) and batch_idx + 1 >= n_batches
+            if len(self._buffer) >= self.config.gradient_accumulation_steps or last:
+                buffer, self._buffer = self._buffer, []
+                metrics.update(self.update(buffer))
+            n = len(batch) * self.config.num_generations
             self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=n)
             self.log("reward", metrics["train/reward"], prog_bar=True, logger=False, batch_size=n)
             self.history.append({"step": int(self.global_step), "batch": int(batch_idx), **metrics})
-            return loss
 
         # -- validation
         def on_validation_epoch_start(self) -> None:
             self._val_texts, self._val_answers = [], []
 
         def validation_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:
-            max_new = self.config.val_max_new_tokens or self.config.max_new_tokens
+            max_new = self.config.eval_max_completion_length or self.config.max_completion_length
             texts = generate(
                 self.model,
                 self.tokenizer,
@@ -421,6 +607,14 @@ def _check_trainer_kwargs(trainer_kwargs: Any) -> dict[str, Any]:
         fields = ", ".join(f"{k} -> GRPOConfig.{_OWNED_TRAINER_ARGS[k]}" for k in owned)
         msg = f"trainer_kwargs sets {owned}, which GRPOConfig owns; set them as config fields instead ({fields})."
         raise ValueError(msg)
+    strategy = trainer_kwargs.get("strategy")
+    name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    if strategy is not None and any(u in name.lower() for u in _UNSUPPORTED_STRATEGIES):
+        msg = (
+            f"strategy={strategy!r} is not supported by cello1.train.grpo (sharded training is "
+            "untested here); use strategy='ddp' (data parallel) or leave it unset."
+        )
+        raise ValueError(msg)
     return dict(trainer_kwargs)
 
 
@@ -438,7 +632,8 @@ def grpo(
 ) -> Path:
     """GRPO on CellPuzzles with the authors' batch-level reward, run by Lightning.
 
-    Rollouts are sampled from the current policy with prompts in the authors' RL layout
+    Rollouts are sampled from the current policy (``rollout``: transformers, or a
+    colocated vLLM engine when installed with CUDA) with prompts in the authors' RL layout
     (one user turn ``user_msg + " " + system_msg``), rewarded with
     :func:`sc_cello1.metrics.reward` and optimised with the clipped surrogate and a k3
     KL penalty to the starting model (see :class:`~sc_cello1.train.GRPOModule`). With
@@ -462,11 +657,13 @@ def grpo(
         A :class:`~sc_cello1.train.GRPOConfig`; defaults are the authors' settings.
     eval_puzzles
         Held-out puzzles with answers, validated with greedy decoding every
-        ``val_check_interval`` training batches (and each epoch).
+        ``eval_steps`` training batches (and each epoch).
     trainer_kwargs
         Further :class:`lightning.Trainer` arguments: ``devices``, ``strategy``
-        (``"ddp"``, ``"fsdp"``, ``"deepspeed_stage_2"``, ...), ``accelerator``,
-        ``logger``, ``callbacks``, ... (not those that config owns).
+        (``"ddp"``: data parallel, one process per device, each with its own
+        ``per_device_train_batch_size``; sharded strategies such as FSDP or DeepSpeed are
+        not supported and raise ``ValueError``), ``accelerator``, ``logger``,
+        ``callbacks``, ... (not those that config owns).
     ckpt_path
         A Lightning checkpoint to resume from (default: ``output_dir/checkpoints/last.ckpt``
         if it exists and ``resume=True``).
@@ -475,7 +672,7 @@ def grpo(
         instead of the authors' (:func:`sc_cello1.metrics.cellpuzzles_reward`).
     **overrides
         Any :class:`~sc_cello1.train.GRPOConfig` field, e.g. ``num_generations=4,
-        max_new_tokens=64, max_steps=3``.
+        max_completion_length=64, max_steps=3``.
 
     Returns
     -------
@@ -491,7 +688,7 @@ def grpo(
     Examples
     --------
     >>> out = cello1.train.grpo("runs/sft", train, output_dir="runs/grpo", eval_puzzles=test,
-    ...                         trainer_kwargs={"devices": 8, "strategy": "fsdp"})  # doctest: +SKIP
+    ...                         trainer_kwargs={"devices": 8, "strategy": "ddp"})  # doctest: +SKIP
     """
     # Everything is validated before the model is loaded.
     cfg = make_config(GRPOConfig, config, overrides)
@@ -570,15 +767,14 @@ def grpo(
             filename="step{step}",
             save_last=True,
             save_top_k=1,
-            every_n_train_steps=cfg.save_every_n_steps or None,
+            every_n_train_steps=cfg.save_steps or None,
         )
     )
+    # Accumulation and clipping happen in GRPOModule.update (manual optimisation).
     trainer_args: dict[str, Any] = {
         "max_steps": cfg.max_steps,
-        "max_epochs": -1 if cfg.max_steps > 0 else cfg.max_epochs,
-        "accumulate_grad_batches": cfg.accumulate_grad_batches,
-        "gradient_clip_val": cfg.max_grad_norm or None,
-        "log_every_n_steps": cfg.log_every_n_steps,
+        "max_epochs": -1 if cfg.max_steps > 0 else cfg.num_train_epochs,
+        "log_every_n_steps": cfg.logging_steps,
         "num_sanity_val_steps": 0,
         "enable_progress_bar": not progress_disabled(),
         "enable_model_summary": False,
@@ -590,8 +786,8 @@ def grpo(
         trainer_args["precision"] = cfg.precision
     if val_loader is None:
         trainer_args["limit_val_batches"] = 0
-    elif cfg.val_check_interval:
-        trainer_args["val_check_interval"] = min(cfg.val_check_interval, len(train_loader))
+    elif cfg.eval_steps:
+        trainer_args["val_check_interval"] = min(cfg.eval_steps, len(train_loader))
     trainer_args.update(tkw)
     trainer = L.Trainer(**trainer_args)
 

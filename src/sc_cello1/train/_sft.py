@@ -143,7 +143,7 @@ def sft(
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
         "max_length": cfg.max_length,
         "completion_only_loss": cfg.completion_only_loss,
-        "warmup_steps": cfg.warmup_ratio,  # a float < 1 is a share of the steps
+        "warmup_steps": cfg.warmup_steps,  # a float < 1 is a share of the steps
         "lr_scheduler_type": cfg.lr_scheduler_type,
         "weight_decay": cfg.weight_decay,
         "max_grad_norm": cfg.max_grad_norm,
