@@ -159,9 +159,10 @@ def top_gene_indices(
     tie_order
         ``"position"`` or ``"authors"``, see above. ``"authors"`` densifies blocks of
         rows (about 16 MiB each, with numpy's positions), so it costs a numpy
-        ``argpartition`` of every full row: tens to hundreds of times slower than
-        ``"position"`` on sparse data, and its order among equal values depends on the
-        numpy version and on the CPU features numpy dispatches to.
+        ``argpartition`` of every full row: 40 to 75 times slower than ``"position"``
+        on CELLxGENE-shaped sparse data (``benchmarks/README.md``), and its order among
+        equal values depends on the numpy version and on the CPU features numpy
+        dispatches to.
 
     Returns
     -------
@@ -407,7 +408,9 @@ def top_genes(
     versions. On PBMC 3k raw counts, turning off numpy's AVX2 path
     (``NPY_DISABLE_CPU_FEATURES=X86_V3``) changes the top-50 list of every cell, and
     the set of 50 genes in 77% of cells. ``"position"`` is therefore the default: the
-    same lists on every machine and numpy, about 100 times faster on sparse data.
+    same lists on every machine and numpy, and 40 to 75 times faster than
+    ``"authors"`` on CELLxGENE-shaped sparse data (``"authors"`` runs numpy's
+    selection over every full row; ``"position"`` reads each stored value once).
     ``"authors"`` gives exactly what their loop gives with the numpy and CPU at hand,
     for comparisons with that loop; it cannot recover the order of the published
     CellPuzzles unless run on a numpy and CPU that behave like the authors'.
