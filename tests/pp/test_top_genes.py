@@ -213,7 +213,7 @@ def test_authors_tie_order_blocks_passes_rows_and_zero_fill(real_cases, backed_f
     """Many small blocks, several passes over a backed CSC file, row subsets with
     duplicates, more genes than a cell has nonzero values, and all genes."""
     monkeypatch.setattr(_top_genes_authors, "_AUTHORS_BLOCK_BYTES", 20 * 13714 * 12)
-    monkeypatch.setattr(_top_genes_authors, "_CSC_PASS_BYTES", 200_000)
+    monkeypatch.setattr(_top_genes_authors, "_CSC_PASS_BYTES", 30_000)  # 3 rows a pass
     case = real_cases["pbmc3k_counts"]
     X = case["adata"].X
     sparsest = int(np.argmin(np.diff(X.indptr)))

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from .._validate import _is_backed_sparse
-from ._top_genes import _AUTHORS_BLOCK_BYTES, INDEX_DTYPE, _progress
+from ._top_genes import _AUTHORS_BLOCK_BYTES, DEFAULT_CHUNK_SIZE, INDEX_DTYPE, _progress
 
 #: Bytes of sparse rows gathered per pass over a backed CSC file.
 _CSC_PASS_BYTES = 256 << 20
@@ -161,10 +161,12 @@ def _stored_values(X) -> int:
 def _csc_backed(X, n, uniq, out, chunk_size, pool):
     """Backed CSC: each pass reads every column block once and keeps the rows of the pass.
 
-    A pass gathers as many wanted rows as fit in about 256 MiB of sparse values, so
-    the file is read ``ceil(rows' bytes / 256 MiB)`` times.
+    A pass gathers as many wanted rows as fit in about 256 MiB of sparse values (at
+    least ``chunk_size``), so the file is read ``ceil(rows' bytes / 256 MiB)`` times,
+    in blocks of at least ``DEFAULT_CHUNK_SIZE`` columns.
     """
     n_obs, n_vars = X.shape
+    width = max(chunk_size, DEFAULT_CHUNK_SIZE)
     per_row = max(1.0, _stored_values(X) / max(1, n_obs)) * (X.dtype.itemsize + 8)
     rows_per_pass = max(chunk_size, int(_CSC_PASS_BYTES // per_row))
     with _progress(uniq.shape[0], "top genes (authors' order, backed CSC)") as bar:
@@ -172,8 +174,8 @@ def _csc_backed(X, n, uniq, out, chunk_size, pool):
             stop = min(start + rows_per_pass, uniq.shape[0])
             rows = uniq[start:stop]
             pieces = []
-            for c0 in range(0, n_vars, chunk_size):
-                block = sparse.csc_matrix(X[:, c0 : min(c0 + chunk_size, n_vars)])
+            for c0 in range(0, n_vars, width):
+                block = sparse.csc_matrix(X[:, c0 : min(c0 + width, n_vars)])
                 pieces.append(sparse.csr_matrix(block[rows]))
             sub = sparse.hstack(pieces, format="csr")
             _run_sparse(sub, n, out[start:stop], pool)
