@@ -8,10 +8,13 @@ Sources (repository ncbi-nlp/cell-o1, read from the fork PraMamba/cell-o1):
 - ``src/verl/scripts/eval.py``: ``extract_candidate_and_reasoning_simple``,
   ``is_legitimate_format``, ``process_record`` (without the tokenizer length) and the
   aggregation of ``main``.
-- ``data/build_context.py``: the public snapshot omits its helpers ("Keep all previous
-  helper function implementations unchanged..."), so ``build_context_text`` follows
-  the rules written in CELLPUZZLES.md, with the ``" Top expressed genes are ..."``
-  tail that match_qa.py cuts off (which leaves the space before ``\\n\\n``).
+- ``data/build_context.py``: its per-cell loop as the newest snapshot has it
+  (CELLPUZZLES.md, "Top genes"): for every cell, read ``var['feature_name']`` into a
+  list (again for every cell), densify ``X[i, :]``, ``idx = np.argpartition(row,
+  -50)[-50:]``, ``idx = idx[np.argsort(row[idx])[::-1]]``, map the names and cut
+  ``_ENSG...``. ``build_context_text`` follows the sentence rules written in
+  CELLPUZZLES.md, with the ``" Top expressed genes are ..."`` tail that match_qa.py
+  cuts off (which leaves the space before ``\\n\\n``).
 
 Only deliberate change: ``generate_pairs_for_file`` takes ``type_order``. The authors
 listed a group's types with ``list({...})``, whose order depends on string hashing
@@ -55,22 +58,47 @@ def build_context_text(row, top_genes):
     return text + " Top expressed genes are: " + ", ".join(top_genes) + "."
 
 
-def get_top_genes(row_values, gene_names, n=50):
-    """Top-n genes of one dense row, highest first, ties to the lower gene position."""
-    order = np.argsort(-np.asarray(row_values, dtype=np.float64), kind="stable")[:n]
-    return [str(gene_names[i]) for i in order]
+def get_top_genes(matrix, cell_idx, var, gene_key=None, n=50):
+    """build_context.py, one cell: names re-read, row densified, argpartition, argsort.
+
+    ``gene_key`` is the ``var`` column of names (theirs: ``'feature_name'``); ``None``
+    reads ``var_names`` (``var.index``). Returns the names and the positions.
+    """
+    gene_names = (var.index if gene_key is None else var[gene_key]).tolist()
+    row = matrix[cell_idx, :]
+    row = row.toarray().flatten() if hasattr(row, "toarray") else np.asarray(row).flatten()
+    idx = np.argpartition(row, -n)[-n:]
+    idx = idx[np.argsort(row[idx])[::-1]]
+    return [str(gene_names[j]).split("_ENSG")[0] for j in idx], idx
+
+
+def top_gene_positions(matrix, var, n=50, gene_key=None):
+    """Their loop over every row of ``matrix``: positions (cells x n) and names."""
+    positions, names = [], []
+    for i in range(matrix.shape[0]):
+        g, idx = get_top_genes(matrix, i, var, gene_key, n)
+        positions.append(idx)
+        names.append(g)
+    return np.asarray(positions).reshape(matrix.shape[0], n), names
 
 
 def cell_records(
-    adata, *, cell_type_key, donor_key, batch_key=None, matrix, gene_names, obs_context=None
+    adata,
+    *,
+    cell_type_key,
+    donor_key,
+    batch_key=None,
+    matrix,
+    var,
+    gene_key=None,
+    obs_context=None,
+    n_genes=50,
 ):
     """One JSON-like record per cell, as build_context.py wrote them (per-cell loop)."""
     obs = adata.obs
     records = []
     for i in range(adata.n_obs):
-        row = matrix[i]
-        row = row.toarray().ravel() if hasattr(row, "toarray") else np.asarray(row).ravel()
-        genes = get_top_genes(row, gene_names)
+        genes, _ = get_top_genes(matrix, i, var, gene_key, n_genes)
         ctx_row = obs.iloc[i].to_dict() if obs_context is None else obs_context
         rec = {
             "cell_type": str(obs[cell_type_key].iloc[i]),

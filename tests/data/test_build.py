@@ -43,7 +43,18 @@ def kang(shared_data):
 
 
 def _authors_pairs(
-    adata, *, cell_type_key, donor_key, matrix, names, seed, lo, hi, per_size, batch_key=None
+    adata,
+    *,
+    cell_type_key,
+    donor_key,
+    matrix,
+    var,
+    seed,
+    lo,
+    hi,
+    per_size,
+    batch_key=None,
+    gene_key=None,
 ):
     records = _authors.cell_records(
         adata,
@@ -51,7 +62,8 @@ def _authors_pairs(
         donor_key=donor_key,
         batch_key=batch_key,
         matrix=matrix,
-        gene_names=names,
+        var=var,
+        gene_key=gene_key,
     )
     return _authors.generate_pairs(
         records, min_n=lo, max_n_cells=hi, target_per_n=per_size, seed=seed, type_order=sorted
@@ -71,14 +83,20 @@ def _assert_same(ours: list[Puzzle], theirs: list[dict]):
 
 def test_parity_with_authors_pbmc68k(pbmc):
     ours = build_puzzles(
-        pbmc, cell_type_key="bulk_labels", use_raw=True, n_cells=(8, 10), per_size=6, seed=7
+        pbmc,
+        cell_type_key="bulk_labels",
+        use_raw=True,
+        n_cells=(8, 10),
+        per_size=6,
+        seed=7,
+        tie_order="authors",
     )
     theirs = _authors_pairs(
         pbmc,
         cell_type_key="bulk_labels",
         donor_key="donor_id",
         matrix=pbmc.raw.X,
-        names=np.asarray(pbmc.raw.var_names),
+        var=pbmc.raw.var,
         seed=7,
         lo=8,
         hi=10,
@@ -99,13 +117,15 @@ def test_parity_with_authors_lymphnode_context_and_feature_name(lymphnode):
         n_cells=(8, 15),
         per_size=5,
         gene_symbols="feature_name",
+        tie_order="authors",
     )
     theirs = _authors_pairs(
         lymphnode,
         cell_type_key="cell_type",
         donor_key="sample",
         matrix=lymphnode.X,
-        names=lymphnode.var["feature_name"].str.split("_ENSG").str[0].to_numpy(),
+        var=lymphnode.var,
+        gene_key="feature_name",
         seed=42,
         lo=8,
         hi=15,
@@ -120,7 +140,13 @@ def test_parity_with_authors_lymphnode_context_and_feature_name(lymphnode):
 
 def test_parity_with_authors_kang_with_batch(kang):
     ours = build_puzzles(
-        kang, donor_key="donor_id", batch_key="group_id", n_cells=(3, 5), per_size=4, layer="counts"
+        kang,
+        donor_key="donor_id",
+        batch_key="group_id",
+        n_cells=(3, 5),
+        per_size=4,
+        layer="counts",
+        tie_order="authors",
     )
     theirs = _authors_pairs(
         kang,
@@ -128,7 +154,7 @@ def test_parity_with_authors_kang_with_batch(kang):
         donor_key="donor_id",
         batch_key="group_id",
         matrix=kang.layers["counts"],
-        names=np.asarray(kang.var_names),
+        var=kang.var,
         seed=42,
         lo=3,
         hi=5,
@@ -250,6 +276,34 @@ def test_backed_and_dense_give_the_same_puzzles(lymphnode, tmp_path):
     assert [p.to_record() for p in build_puzzles(dense, **kw)] == expected
 
 
+def test_tie_order_changes_only_the_order_among_equal_values(kang, tmp_path):
+    kw = dict(donor_key="donor_id", batch_key="group_id", n_cells=(3, 5), per_size=4)
+    kw |= dict(layer="counts")
+    position = build_puzzles(kang, **kw)
+    authors = build_puzzles(kang, tie_order="authors", **kw)
+    # the same cells and candidates; genes differ only where raw counts tie
+    assert [p.cell_ids for p in position] == [p.cell_ids for p in authors]
+    assert any(p.genes != q.genes for p, q in zip(position, authors, strict=True))
+    counts = sparse.csr_matrix(kang.layers["counts"])
+    pos_of = {g: i for i, g in enumerate(kang.var_names)}
+    cell = {c: i for i, c in enumerate(kang.obs_names)}
+    for p, q in zip(position, authors, strict=True):
+        for c, a, b in zip(p.cell_ids, p.genes, q.genes, strict=True):
+            row = counts[cell[c]].toarray().ravel()
+            va = row[[pos_of[g] for g in a]]
+            np.testing.assert_array_equal(va, row[[pos_of[g] for g in b]])
+            assert list(va) == sorted(va, reverse=True)
+    # a backed file gives the authors' order too
+    path = tmp_path / "kang.h5ad"
+    kang.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    try:
+        again = build_puzzles(backed, tie_order="authors", **kw)
+    finally:
+        backed.file.close()
+    assert [p.to_record() for p in again] == [p.to_record() for p in authors]
+
+
 def test_cells_without_donor_are_left_out(kang):
     a = kang.copy()
     a.obs["donor_id"] = a.obs["donor_id"].astype(object)
@@ -306,6 +360,7 @@ def _unchanged(before: ad.AnnData, after: ad.AnnData):
         ({"seed": "42"}, TypeError, r"seed='42' must be an integer"),
         ({"n_genes": 0}, ValueError, r"n_genes=0 must be at least 1"),
         ({"n_cells": "8-15"}, TypeError, r"pair \(min N, max N\)"),
+        ({"tie_order": "stable"}, ValueError, r"tie_order must be 'position'.*or 'authors'"),
     ],
 )
 def test_bad_arguments(kang, kwargs, error, match):

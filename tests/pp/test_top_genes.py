@@ -1,17 +1,14 @@
 """Tests of sc_cello1.pp.top_genes and its kernel top_gene_indices.
 
-Parity: the authors' per-cell code (data/build_context.py of ncbi-nlp/cell-o1) is written
-below as ``authors_get_top_genes``. The public snapshot of that file (read from the fork
-PraMamba/cell-o1) omits its helper functions, so this is the reconstruction of its
-``get_top_genes``: read the row of ``adata.X``, ``np.argsort`` it, reverse, keep the
-first 50, name them by ``var['feature_name']`` cut at ``_ENSG``. It sorts each full row
-with numpy's default (unstable) argsort, so among equal values its order is that of the
-sorting algorithm, not defined by the data. sc-cello1 orders equal values by gene
-position, lower first. The parity tests therefore check, against the authors' copy,
-that the value at every rank is identical and that the gene is identical at every rank
-whose value is unique in the row; and against a stable reference (numpy's stable
-argsort of the negated row, which is the documented tie rule) that every position is
-identical.
+Parity: the authors' per-cell loop (data/build_context.py of ncbi-nlp/cell-o1, newest
+snapshot; see CELLPUZZLES.md, "Top genes") is copied in ``tests/data/_authors.py``:
+per cell, re-read the gene names, densify ``X[i, :]``, ``np.argpartition(row,
+-50)[-50:]``, then the reversed default ``np.argsort`` of those 50 values.
+``tie_order="authors"`` must give exactly its positions, cell by cell and gene by gene,
+for every input format. ``tie_order="position"`` (default) must give the documented
+rule exactly (numpy's stable argsort of the negated row), and agree with the authors'
+loop on the value at every rank and on the gene wherever that value is unique in the
+row.
 """
 
 from __future__ import annotations
@@ -21,30 +18,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
+from tests.data._authors import top_gene_positions
 
 import sc_cello1 as cello1
+from sc_cello1.pp import _top_genes_authors
 from sc_cello1.pp._top_genes import top_gene_indices
 
 
-# --- the authors' code (faithful copy, for parity only) ------------------------------
-def authors_get_top_genes(adata, cell_idx, top_k=50):
-    """build_context.py: top expressed genes of one cell, by sorting its full row."""
-    expr = adata.X[cell_idx]
-    if hasattr(expr, "toarray"):
-        expr = expr.toarray().flatten()
-    top_idx = np.argsort(expr)[::-1][:top_k]
-    genes = adata.var["feature_name"].values[top_idx]
-    return [g.split("_ENSG")[0] for g in genes], top_idx
-
-
-def authors_loop(adata, top_k=50):
-    """Their per-cell loop over every cell (positions and names)."""
-    positions, names = [], []
-    for i in range(adata.n_obs):
-        g, idx = authors_get_top_genes(adata, i, top_k)
-        positions.append(idx)
-        names.append(g)
-    return np.asarray(positions), names
+def authors_loop(adata, n=50):
+    """The authors' loop over every cell of ``adata.X`` (positions, names)."""
+    pos, names = top_gene_positions(adata.X, adata.var, n, gene_key="feature_name")
+    return pos, names
 
 
 def stable_reference(X, n):
@@ -54,6 +38,10 @@ def stable_reference(X, n):
 
 
 # --- real data ------------------------------------------------------------------------
+REAL = ["pbmc68k_raw", "pbmc3k_counts", "pbmc3k_lognorm", "lymphnode_counts", "kang_counts"]
+REAL += ["kang_logcounts"]
+
+
 def _real(name, shared_data):
     if name == "pbmc68k_raw":
         import scanpy as sc
@@ -62,9 +50,15 @@ def _real(name, shared_data):
         X = adata.raw.X
         var = adata.raw.var.copy()
         var["feature_name"] = adata.raw.var_names
-    elif name == "pbmc3k_counts":
+    elif name.startswith("pbmc3k"):
         full = ad.read_h5ad(shared_data / "pbmc3k_clustifyr_9types.h5ad")
-        X, var = full.layers["counts"], full.var
+        X = full.layers["counts"] if name == "pbmc3k_counts" else full.X
+        var = full.var
+    elif name.startswith("kang"):
+        full = ad.read_h5ad(shared_data / "kang2018_muscat_example.h5ad")
+        X = full.layers["counts"] if name == "kang_counts" else full.X
+        var = full.var.copy()
+        var["feature_name"] = full.var_names
     else:
         full = ad.read_h5ad(shared_data / "lymphnode_ref_spacexr_11types.h5ad")
         X, var = full.X, full.var
@@ -86,11 +80,10 @@ def _unique_value_mask(dense, positions):
 
 @pytest.fixture(scope="module")
 def real_cases(shared_data):
+    """Every cell of each dataset (all genes), the authors' loop and the stable rule."""
     cases = {}
-    for name in ("pbmc68k_raw", "pbmc3k_counts", "lymphnode_counts"):
+    for name in REAL:
         adata = _real(name, shared_data)
-        if name == "pbmc3k_counts":
-            adata = adata[:1000].copy()  # all 13,714 genes; fewer cells keep the test fast
         dense = adata.X.toarray()
         auth_pos, auth_names = authors_loop(adata, 50)
         cases[name] = {
@@ -133,13 +126,30 @@ FORMATS = ["dense", "csr", "csc", "backed_csr", "backed_csc", "backed_dense"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("name", ["pbmc68k_raw", "pbmc3k_counts", "lymphnode_counts"])
-def test_top_genes_match_authors_on_real_data(real_cases, backed_files, name, fmt):
+@pytest.mark.parametrize("name", REAL)
+def test_authors_tie_order_is_their_loop_cell_by_cell(real_cases, backed_files, name, fmt):
     case = real_cases[name]
     X, backed = _matrix(case, fmt, backed_files, name)
-    ours = top_gene_indices(X, 50, chunk_size=300)
-    if backed is not None:
-        backed.file.close()
+    try:
+        ours = top_gene_indices(X, 50, chunk_size=300, tie_order="authors")
+    finally:
+        if backed is not None:
+            backed.file.close()
+    np.testing.assert_array_equal(ours, case["authors_pos"])
+    names = case["adata"].var["feature_name"].to_numpy()[ours]
+    np.testing.assert_array_equal(names, case["authors_names"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", REAL)
+def test_position_tie_order_matches_authors_on_real_data(real_cases, backed_files, name, fmt):
+    case = real_cases[name]
+    X, backed = _matrix(case, fmt, backed_files, name)
+    try:
+        ours = top_gene_indices(X, 50, chunk_size=300)
+    finally:
+        if backed is not None:
+            backed.file.close()
     # the documented tie rule, position by position
     np.testing.assert_array_equal(ours, case["stable"])
     # the authors: the same value at every rank ...
@@ -151,6 +161,87 @@ def test_top_genes_match_authors_on_real_data(real_cases, backed_files, name, fm
     np.testing.assert_array_equal(ours[unique], theirs[unique])
     ours_names = case["adata"].var["feature_name"].to_numpy()[ours]
     np.testing.assert_array_equal(ours_names[unique], case["authors_names"][unique])
+
+
+def test_the_two_tie_orders_differ_on_counts(real_cases):
+    """Raw and log-normalised counts tie inside the top 50, so the rule shows."""
+    for name in ("pbmc3k_counts", "pbmc3k_lognorm", "lymphnode_counts"):
+        case = real_cases[name]
+        differ = (case["authors_pos"] != case["stable"]).any(axis=1).mean()
+        assert differ > 0.5, (name, differ)
+
+
+def _authors_1d(row, n):
+    idx = np.argpartition(row, -n)[-n:]
+    return idx[np.argsort(row[idx])[::-1]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32, np.float16])
+def test_numpy_2d_calls_equal_the_1d_calls_row_by_row(dtype):
+    """What tie_order='authors' relies on: numpy's argpartition and argsort along
+    axis=1 of a block treat each row exactly as the 1-d call on that row does."""
+    rng = np.random.default_rng(0)
+    for n_vars, density, lam in [(60, 0.8, 1), (700, 0.2, 0.5), (5000, 0.05, 3), (33000, 0.05, 1)]:
+        X = rng.poisson(lam, (40, n_vars)) * (rng.random((40, n_vars)) < density)
+        X = X.astype(dtype)
+        for n in (1, 3, 17, 50, min(n_vars, 300)):
+            expected = np.stack([_authors_1d(X[i].copy(), n) for i in range(X.shape[0])])
+            np.testing.assert_array_equal(_top_genes_authors.authors_block(X, n), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32])
+def test_authors_tie_order_keeps_the_stored_dtype(real_cases, dtype):
+    counts = real_cases["pbmc3k_counts"]["adata"].X[:300].astype(dtype)
+    var = real_cases["pbmc3k_counts"]["adata"].var
+    expected, _ = top_gene_positions(counts, var)
+    for M in (counts, counts.toarray(), counts.tocsc()):
+        np.testing.assert_array_equal(top_gene_indices(M, 50, tie_order="authors"), expected)
+
+
+def test_authors_tie_order_on_scaled_values_with_negatives(pbmc68k):
+    """top_gene_indices ranks values as they are in the authors' order (pbmc68k X is
+    scaled: no zeros, negative values); pp.top_genes rejects such matrices."""
+    X = np.asarray(pbmc68k.X)
+    expected, _ = top_gene_positions(X, pbmc68k.var)
+    np.testing.assert_array_equal(top_gene_indices(X, 50, tie_order="authors"), expected)
+    np.testing.assert_array_equal(
+        top_gene_indices(sparse.csr_matrix(X), 50, tie_order="authors"), expected
+    )
+
+
+def test_authors_tie_order_blocks_passes_rows_and_zero_fill(real_cases, backed_files, monkeypatch):
+    """Many small blocks, several passes over a backed CSC file, row subsets with
+    duplicates, more genes than a cell has nonzero values, and all genes."""
+    monkeypatch.setattr(_top_genes_authors, "_AUTHORS_BLOCK_BYTES", 20 * 13714 * 12)
+    monkeypatch.setattr(_top_genes_authors, "_CSC_PASS_BYTES", 30_000)  # 3 rows a pass
+    case = real_cases["pbmc3k_counts"]
+    X = case["adata"].X
+    sparsest = int(np.argmin(np.diff(X.indptr)))
+    rows = np.array([990, 5, 6, 5, sparsest, 500, 7, 2637, 0, 1200])
+    n = 400  # more than the nonzero genes of the sparsest cells
+    expected, _ = top_gene_positions(X[rows], case["adata"].var, n)
+    assert np.diff(X.indptr)[sparsest] < n
+    for M in (X, X.tocsc(), case["dense"]):
+        got = top_gene_indices(M, n, rows=rows, chunk_size=4, tie_order="authors")
+        np.testing.assert_array_equal(got, expected)
+    for fmt in ("csr", "csc", "dense"):
+        backed = ad.read_h5ad(backed_files["pbmc3k_counts", fmt], backed="r")
+        try:
+            got = top_gene_indices(backed.X, n, rows=rows, chunk_size=3, tie_order="authors")
+        finally:
+            backed.file.close()
+        np.testing.assert_array_equal(got, expected)
+    mask = np.zeros(X.shape[0], dtype=bool)
+    mask[[5, 9]] = True
+    np.testing.assert_array_equal(
+        top_gene_indices(X, 50, rows=mask, tie_order="authors"), case["authors_pos"][[5, 9]]
+    )
+    small = real_cases["pbmc68k_raw"]
+    n_all = small["dense"].shape[1]
+    expected_all, _ = top_gene_positions(small["adata"].X, small["adata"].var, n_all)
+    np.testing.assert_array_equal(
+        top_gene_indices(small["adata"].X, n_all, tie_order="authors"), expected_all
+    )
 
 
 def test_authors_ties_are_real_on_raw_counts(real_cases):
@@ -259,6 +350,8 @@ def test_top_gene_indices_bad_input():
         top_gene_indices(X, 2, rows=[0.5])
     with pytest.raises(ValueError, match="chunk_size"):
         top_gene_indices(X, 2, chunk_size=0)
+    with pytest.raises(ValueError, match="tie_order"):
+        top_gene_indices(X, 2, tie_order=None)
 
 
 # --- the public function --------------------------------------------------------------
@@ -277,7 +370,18 @@ def test_pp_top_genes_on_pbmc68k_raw(pbmc68k):
     assert params["gene_symbols"] == ""
     assert params["key_added"] == "top_genes"
     assert params["version"] == cello1.__version__
+    assert params["tie_order"] == "position"
+    assert params["numpy_version"] == np.__version__
     assert set(params) >= {"n_genes", "layer", "use_raw", "gene_symbols", "key_added", "chunk_size"}
+
+
+def test_pp_top_genes_authors_tie_order(pbmc68k):
+    expected, names = top_gene_positions(pbmc68k.raw.X, pbmc68k.raw.var)
+    cello1.pp.top_genes(pbmc68k, use_raw=True, tie_order="authors", key_added="tg_auth")
+    np.testing.assert_array_equal(pbmc68k.obsm["tg_auth"], expected)
+    assert pbmc68k.uns["tg_auth"]["params"]["tie_order"] == "authors"
+    got = cello1.get.top_genes(pbmc68k, key="tg_auth")
+    assert got.to_numpy().tolist() == names
 
 
 def test_pp_top_genes_layer_copy_and_write(shared_data, tmp_path):
@@ -332,6 +436,8 @@ def test_pp_top_genes_bad_input_leaves_adata_unchanged(pbmc68k):
         cello1.pp.top_genes(pbmc68k, n_genes=True, use_raw=True)
     with pytest.raises(TypeError, match="key_added"):
         cello1.pp.top_genes(pbmc68k, use_raw=True, key_added="")
+    with pytest.raises(ValueError, match=r"tie_order must be 'position'.*'authors'.*'stable'"):
+        cello1.pp.top_genes(pbmc68k, use_raw=True, tie_order="stable")
     _assert_unchanged(pbmc68k, snap)
     no_raw = ad.AnnData(np.abs(pbmc68k.X))
     with pytest.raises(KeyError, match=r"adata\.raw is not set"):

@@ -180,6 +180,7 @@ def build_puzzles(
     layer: str | None = None,
     use_raw: bool | None = None,
     gene_symbols: str | None = None,
+    tie_order: str = "position",
 ) -> list[Puzzle]:
     """Build CellPuzzles from an annotated AnnData, as the Cell-o1 authors did.
 
@@ -199,8 +200,8 @@ def build_puzzles(
     (:func:`~sc_cello1.data.context_sentence` of the CELLxGENE ``obs`` columns
     ``sex``, ``development_stage``, ``self_reported_ethnicity``, ``tissue``,
     ``disease``), unless ``context`` is given. Genes are the ``n_genes`` highest
-    values of the cell's row, highest first, ties to the lower gene position
-    (:func:`sc_cello1.pp.top_genes` rule).
+    values of the cell's row, highest first, equal values ordered by ``tie_order``
+    (see :func:`sc_cello1.pp.top_genes`).
 
     Parameters
     ----------
@@ -237,6 +238,12 @@ def build_puzzles(
     gene_symbols
         ``var`` column with gene names (``_ENSG...`` suffixes are cut, as the authors
         did with ``feature_name``); default: ``var_names``.
+    tie_order
+        ``"position"`` (default): equal values by lower gene position, the same on
+        every machine. ``"authors"``: exactly the genes and order of the authors'
+        ``build_context.py`` loop (numpy ``argpartition`` then a reversed default
+        ``argsort``) with the numpy and CPU at hand; slower, and not portable (see
+        :func:`sc_cello1.pp.top_genes`).
 
     Returns
     -------
@@ -261,7 +268,7 @@ def build_puzzles(
     from anndata import AnnData
 
     from sc_cello1._validate import check_nonnegative, expression_matrix, gene_names
-    from sc_cello1.pp._top_genes import top_gene_indices
+    from sc_cello1.pp._top_genes import _check_tie_order, top_gene_indices
 
     start = time.perf_counter()
     # ---- validate everything before any work ----
@@ -271,6 +278,7 @@ def build_puzzles(
     lo, hi = _check_sizes(n_cells)
     per_size = _check_int("per_size", per_size, 1)
     n_genes = _check_int("n_genes", n_genes, 1)
+    tie_order = _check_tie_order(tie_order)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         msg = f"seed={seed!r} must be an integer."
         raise TypeError(msg)
@@ -395,7 +403,7 @@ def build_puzzles(
             raise ValueError(msg)
         contexts.append(text)
     cells = np.unique(np.fromiter((r for _, _, rs in sampled for r in rs), dtype=np.int64))
-    top = top_gene_indices(X, n_genes, rows=cells)
+    top = top_gene_indices(X, n_genes, rows=cells, tie_order=tie_order)
     names = np.asarray(names, dtype=object)
     pos = {int(c): i for i, c in enumerate(cells)}
     obs_names = np.asarray(adata.obs_names, dtype=object)

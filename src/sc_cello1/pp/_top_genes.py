@@ -19,6 +19,12 @@ DEFAULT_CHUNK_SIZE = 2048
 #: dtype of the returned gene positions.
 INDEX_DTYPE = np.int32
 
+#: The tie orders :func:`top_gene_indices` knows.
+TIE_ORDERS = ("position", "authors")
+
+#: Bytes of one dense block (its values and numpy's int64 positions) in ``tie_order="authors"``.
+_AUTHORS_BLOCK_BYTES = 16 << 20
+
 
 def _as_kernel_values(a: np.ndarray) -> np.ndarray:
     """Values as float32 or float64, the two dtypes the kernels are compiled for.
@@ -88,6 +94,16 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="cells", disable=progress_disabled())
 
 
+def _check_tie_order(tie_order: Any) -> str:
+    """Reject a tie order other than ``"position"`` and ``"authors"``."""
+    if not isinstance(tie_order, str) or tie_order not in TIE_ORDERS:
+        msg = (
+            f"tie_order must be 'position' (equal values by gene position, the default) or "
+            f"'authors' (the order of the Cell-o1 authors' numpy loop), not {tie_order!r}."
+        )
+        raise ValueError(msg)
+    return tie_order
+
 
 def _check_sizes(n_genes: Any, chunk_size: Any, n_vars: int) -> None:
     """Reject a non-positive or too large ``n_genes`` and a non-positive ``chunk_size``."""
@@ -105,19 +121,25 @@ def _check_sizes(n_genes: Any, chunk_size: Any, n_vars: int) -> None:
         msg = f"chunk_size must be a positive integer, not {chunk_size!r}."
         raise ValueError(msg)
 
+
 def top_gene_indices(
     X: Any,
     n_genes: int,
     *,
     rows: Any = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    tie_order: str = "position",
 ) -> np.ndarray:
     """Positions of the ``n_genes`` highest values of each row, highest first.
 
-    Equal values are ordered by gene position, lower position first, so the result is
-    deterministic. Values that are zero (or below, see Notes) come after all positive
-    ones; when a row has fewer than ``n_genes`` positive values the remaining slots hold
-    its zero-valued genes in gene order, as the authors' sort of the full row did.
+    With ``tie_order="position"`` (default) equal values are ordered by gene position,
+    lower position first, so the result is defined by the data alone. Values that are
+    zero (or below, see Notes) come after all positive ones; when a row has fewer than
+    ``n_genes`` positive values the remaining slots hold its zero-valued genes in gene
+    order. With ``tie_order="authors"`` every row gets exactly what the Cell-o1
+    authors' per-cell loop gives with the numpy in use: ``idx = np.argpartition(row,
+    -n_genes)[-n_genes:]``, then ``idx[np.argsort(row[idx])[::-1]]``, on the densified
+    row in its stored dtype (zero-valued genes fill in that same order).
 
     Parameters
     ----------
@@ -131,8 +153,16 @@ def top_gene_indices(
         Row positions (or a boolean mask) to compute; ``None`` computes every row. The
         output follows this order, duplicates included.
     chunk_size
-        Rows read and processed at a time (columns for CSC matrices). Bounds the memory
-        of backed and dense inputs; the whole matrix is never densified.
+        Rows read and processed at a time (columns for CSC matrices with
+        ``tie_order="position"``). Bounds the memory of backed and dense inputs; the
+        whole matrix is never densified.
+    tie_order
+        ``"position"`` or ``"authors"``, see above. ``"authors"`` densifies blocks of
+        rows (about 16 MiB each, with numpy's positions), so it costs a numpy
+        ``argpartition`` of every full row: 40 to 75 times slower than ``"position"``
+        on CELLxGENE-shaped sparse data (``benchmarks/README.md``), and its order among
+        equal values depends on the numpy version and on the CPU features numpy
+        dispatches to.
 
     Returns
     -------
@@ -141,8 +171,9 @@ def top_gene_indices(
     Notes
     -----
     The matrix is assumed to hold expression values: call
-    :func:`sc_cello1._validate.check_nonnegative` first; negative values are treated
-    as zeros here. Sparse inputs with duplicate entries are summed chunk by chunk.
+    :func:`sc_cello1._validate.check_nonnegative` first. ``"position"`` treats negative
+    values as zeros; ``"authors"`` ranks the values as they are, as the authors' loop
+    did. Sparse inputs with duplicate entries are summed (chunk by chunk).
 
     Examples
     --------
@@ -151,18 +182,31 @@ def top_gene_indices(
     >>> top_gene_indices(np.array([[0.0, 2.0, 1.0, 2.0]]), 3).tolist()
     [[1, 3, 2]]
     """
-    from . import _top_genes_kernels as kernels
-
     if len(X.shape) != 2:
         msg = f"X must be 2-d (cells x genes), not of shape {X.shape}."
         raise ValueError(msg)
     n_obs, n_vars = X.shape
     _check_sizes(n_genes, chunk_size, n_vars)
+    tie_order = _check_tie_order(tie_order)
     n = int(n_genes)
     want = _resolve_rows(rows, n_obs)
     out = np.empty((want.shape[0], n), dtype=INDEX_DTYPE)
     if want.shape[0] == 0:
         return out
+    if not (
+        sparse.issparse(X)
+        or isinstance(X, np.ndarray)
+        or _is_backed_sparse(X)
+        or hasattr(X, "__getitem__")
+    ):
+        msg = f"Unsupported matrix type {type(X).__name__}; pass a numpy array, a scipy sparse matrix or a backed AnnData matrix."
+        raise TypeError(msg)
+    if tie_order == "authors":
+        from ._top_genes_authors import top_authors
+
+        return top_authors(X, n, want, out, chunk_size)
+
+    from . import _top_genes_kernels as kernels
 
     if sparse.issparse(X) and X.format == "csc":
         return _top_csc(X, n, want, out, chunk_size, kernels, backed=False)
@@ -172,10 +216,7 @@ def top_gene_indices(
         return _top_csr_memory(X, n, want, out, chunk_size, kernels)
     if isinstance(X, np.ndarray):
         return _top_dense_memory(np.asarray(X), n, want, out, chunk_size, kernels)
-    if _is_backed_sparse(X) or hasattr(X, "__getitem__"):
-        return _top_backed_rows(X, n, want, out, chunk_size, kernels)
-    msg = f"Unsupported matrix type {type(X).__name__}; pass a numpy array, a scipy sparse matrix or a backed AnnData matrix."
-    raise TypeError(msg)
+    return _top_backed_rows(X, n, want, out, chunk_size, kernels)
 
 
 def _top_csr_memory(X, n, want, out, chunk_size, kernels):
@@ -284,18 +325,21 @@ def top_genes(
     gene_symbols: str | None = None,
     key_added: str = "top_genes",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    tie_order: str = "position",
     copy: bool = False,
 ) -> AnnData | None:
     """Find each cell's top expressed genes, highest first, as Cell-o1 prompts list them.
 
     For every cell, the positions of the ``n_genes`` genes with the highest values in
-    its row of the expression matrix, highest first. Equal values are ordered by gene
-    position, lower position first (raw counts tie a lot), so results are reproducible.
-    A cell with fewer than ``n_genes`` nonzero genes gets all of them first and then its
-    zero-valued genes in gene order (the authors sorted the whole row, so zeros filled
-    in the same way; their order among zeros was that of numpy's unstable sort). Works
+    its row of the expression matrix, highest first. By default equal values are
+    ordered by gene position, lower position first (raw and log-normalised counts tie a
+    lot), so the lists are defined by the data alone. A cell with fewer than
+    ``n_genes`` nonzero genes gets all of them first and then zero-valued genes. Works
     on dense, CSR, CSC and backed (``backed='r'``) matrices chunk by chunk, without
     densifying the matrix. Read the names with :func:`sc_cello1.get.top_genes`.
+
+    ``tie_order="authors"`` reproduces, gene by gene, the lists of the Cell-o1 authors'
+    ``build_context.py`` loop run with the numpy installed here (see Notes).
 
     Parameters
     ----------
@@ -316,7 +360,15 @@ def top_genes(
     key_added
         Where results go: ``adata.obsm[key_added]`` and ``adata.uns[key_added]``.
     chunk_size
-        Cells read and processed at a time (genes, for CSC matrices).
+        Cells read and processed at a time (genes, for CSC matrices with
+        ``tie_order="position"``).
+    tie_order
+        How equal values are ordered. ``"position"`` (default): lower gene position
+        first, and zero-valued genes fill in gene order. ``"authors"``: the order of the
+        authors' loop, ``idx = np.argpartition(row, -n_genes)[-n_genes:]`` then
+        ``idx[np.argsort(row[idx])[::-1]]`` on each densified row in its stored dtype,
+        zero-valued genes included. Much slower (a numpy selection over every full row)
+        and not portable, see Notes.
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -329,7 +381,8 @@ def top_genes(
         (``adata.raw.var_names`` with ``use_raw=True``), highest value first.
     ``adata.uns[key_added]['params']``
         ``n_genes``, ``layer``, ``use_raw``, ``gene_symbols``, ``key_added``,
-        ``chunk_size``, ``var_source`` (``'raw'``, ``'X'`` or ``'layers'``), ``n_vars``
+        ``chunk_size``, ``tie_order``, ``numpy_version`` (which sets the order
+        among equal values with ``tie_order="authors"``), ``var_source`` (``'raw'``, ``'X'`` or ``'layers'``), ``n_vars``
         and the sc-cello1 ``version``. Arguments that are ``None`` are stored as ``''``
         (``uns`` cannot hold ``None`` in an ``.h5ad`` file); ``use_raw`` is stored as a
         bool.
@@ -338,19 +391,29 @@ def top_genes(
     ------
     ValueError
         ``n_genes`` above the number of genes, a matrix with negative or NaN values
-        (scaled data: pass ``layer=`` or ``use_raw=True``), or ``copy=True`` on backed
-        AnnData.
+        (scaled data: pass ``layer=`` or ``use_raw=True``), an unknown ``tie_order``,
+        or ``copy=True`` on backed AnnData.
     KeyError
         A missing layer, ``.raw`` or ``var`` column.
 
     Notes
     -----
-    Parity with the authors: their ``build_context.py`` took, per cell, the first
-    ``n_genes`` of ``np.argsort(row)[::-1]``. At every rank the value is the same as
-    here, and so is the gene wherever that value is unique in the row; among equal
-    values their order came from numpy's default (unstable) sort and is not defined by
-    the data, while here the lower gene position comes first. Raw counts tie at the
-    50th gene in most cells, so this rule is what makes the lists reproducible.
+    Parity with the authors: their ``build_context.py`` took, per cell, the densified
+    row, ``idx = np.argpartition(row, -50)[-50:]`` and ``idx[np.argsort(row[idx])[::-1]]``.
+    With either tie order the value at every rank is theirs, and so is the gene
+    wherever that value is unique in the row. Among equal values their order is what
+    numpy's introselect and (unstable) default sort leave: not defined by the data,
+    and not the same everywhere: numpy dispatches these routines to SIMD code chosen
+    by the CPU (x86-simd-sort's AVX2 or AVX-512 paths), and they change between numpy
+    versions. On PBMC 3k raw counts, turning off numpy's AVX2 path
+    (``NPY_DISABLE_CPU_FEATURES=X86_V3``) changes the top-50 list of every cell, and
+    the set of 50 genes in 77% of cells. ``"position"`` is therefore the default: the
+    same lists on every machine and numpy, and 40 to 75 times faster than
+    ``"authors"`` on CELLxGENE-shaped sparse data (``"authors"`` runs numpy's
+    selection over every full row; ``"position"`` reads each stored value once).
+    ``"authors"`` gives exactly what their loop gives with the numpy and CPU at hand,
+    for comparisons with that loop; it cannot recover the order of the published
+    CellPuzzles unless run on a numpy and CPU that behave like the authors'.
 
     Examples
     --------
@@ -371,6 +434,7 @@ def top_genes(
     if copy and adata.isbacked:
         msg = "copy=True is not supported for backed AnnData; call adata.to_memory() first, or pass copy=False."
         raise ValueError(msg)
+    tie_order = _check_tie_order(tie_order)
     X, var_names, var = expression_matrix(adata, layer=layer, use_raw=use_raw)
     n_vars = X.shape[1]
     _check_sizes(n_genes, chunk_size, n_vars)
@@ -382,8 +446,10 @@ def top_genes(
     )
     check_nonnegative(X, what=what)
 
-    with log_elapsed("top %d genes of %d cells", n_genes, adata.n_obs):
-        positions = top_gene_indices(X, int(n_genes), chunk_size=int(chunk_size))
+    with log_elapsed("top %d genes of %d cells (%s order)", n_genes, adata.n_obs, tie_order):
+        positions = top_gene_indices(
+            X, int(n_genes), chunk_size=int(chunk_size), tie_order=tie_order
+        )
 
     target = adata.copy() if copy else adata
     target.obsm[key_added] = positions
@@ -395,6 +461,8 @@ def top_genes(
             "gene_symbols": gene_symbols if gene_symbols is not None else "",
             "key_added": key_added,
             "chunk_size": int(chunk_size),
+            "tie_order": tie_order,
+            "numpy_version": np.__version__,
             "var_source": "raw" if use_raw else ("layers" if layer is not None else "X"),
             "n_vars": int(n_vars),
             "version": __version__,
