@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sc_cello1._io import atomic_write
 from sc_cello1._logging import logger, progress_disabled
 
 if TYPE_CHECKING:
@@ -114,16 +114,8 @@ class _Cache:
 
     def put(self, key: str, generations: list[dict[str, Any]]) -> None:
         entry = {"key": key, "complete": True, "generations": generations}
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self._path(key), fsync=True) as f:
+            json.dump(entry, f)
 
 
 def _gen_to_dict(g: Generation) -> dict[str, Any]:
