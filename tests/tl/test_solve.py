@@ -255,9 +255,9 @@ def test_cli_solve_then_evaluate(tmp_path, capsys):
 def test_cli_bad_input(tmp_path, capsys):
     from sc_cello1.cli import main
 
-    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.jsonl")]) == 1
+    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.csv")]) == 1
+    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.csv")]) == 2
     assert ".jsonl" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sc_cello1._logging import log_elapsed, logger, progress_disabled
+from sc_cello1._logging import log_elapsed, logger, progress_bar
 
 from ._base import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -170,14 +170,12 @@ class TransformersBackend:
             max_new_tokens=max_new_tokens,
             constraints=constraints,
         )
-        from tqdm.auto import tqdm
-
         prompts = [self.render(m) for m in messages]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         out: list[list[Generation] | None] = [None] * len(prompts)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for b, idx in enumerate(
-            tqdm(batches, desc="generate", disable=progress_disabled() or len(batches) < 2)
+            progress_bar(batches, desc="generate", disable=len(batches) < 2, leave=False)
         ):
             cons = None if constraints is None else [constraints[i] for i in idx]
             gens = self._generate_batch(

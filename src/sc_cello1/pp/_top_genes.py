@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .._logging import log_elapsed, logger, progress_disabled
+from .._logging import log_elapsed, logger, progress_bar
 from .._validate import _is_backed_sparse, check_nonnegative, expression_matrix, gene_names
 
 if TYPE_CHECKING:
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 #: Rows (columns for CSC matrices) read and processed at a time.
 DEFAULT_CHUNK_SIZE = 2048
+
+#: Seconds of work before the progress bar of :func:`top_genes` appears.
+PROGRESS_DELAY = 2.0
 
 #: dtype of the returned gene positions.
 INDEX_DTYPE = np.int32
@@ -83,10 +86,8 @@ def _csr_top(m, data, rows, n, out, kernels) -> None:
 
 
 def _progress(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="cells", disable=progress_disabled())
-
+    # Shown only when the work takes more than a few seconds (large matrices).
+    return progress_bar(total=total, desc=desc, unit="cells", delay=PROGRESS_DELAY)
 
 
 def _check_sizes(n_genes: Any, chunk_size: Any, n_vars: int) -> None:
@@ -104,6 +105,7 @@ def _check_sizes(n_genes: Any, chunk_size: Any, n_vars: int) -> None:
     ):
         msg = f"chunk_size must be a positive integer, not {chunk_size!r}."
         raise ValueError(msg)
+
 
 def top_gene_indices(
     X: Any,

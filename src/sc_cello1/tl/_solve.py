@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sc_cello1._io import atomic_write
-from sc_cello1._logging import logger, progress_disabled
+from sc_cello1._logging import logger, progress_bar
 
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
@@ -340,9 +340,9 @@ def solve(
     )
     start = time.perf_counter()
     n_tokens = 0
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(todo), desc="puzzles", unit="puzzle", disable=progress_disabled()) as bar:
+    with progress_bar(
+        total=len(todo), desc="solving", unit="puzzle", disable=not todo, dynamic_ncols=True
+    ) as bar:
         for b in range(0, len(todo), batch_size):
             chunk = todo[b : b + batch_size]
             gens = runner.generate(
@@ -362,6 +362,10 @@ def solve(
                 if cache is not None:
                     cache.put(keys[i], entry)
                 done[i] = entry
+            seconds = time.perf_counter() - start
+            bar.set_postfix_str(
+                f"{n_tokens / seconds if seconds else 0:.1f} tokens/s", refresh=False
+            )
             bar.update(len(chunk))
     elapsed = time.perf_counter() - start
     if todo:
