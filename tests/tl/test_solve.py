@@ -261,6 +261,17 @@ def test_cli_bad_input(tmp_path, capsys):
     assert ".jsonl" in capsys.readouterr().err
 
 
+def test_progress_bar_shows_puzzles_and_tokens_per_second(scripted, capsys, monkeypatch):
+    import sc_cello1 as cello1
+
+    solve(_puzzles(4), model=scripted, max_new_tokens=20, batch_size=2)
+    err = capsys.readouterr().err
+    assert "solving" in err and "4/4" in err and "tokens/s" in err
+    monkeypatch.setattr(cello1.settings, "progress", False)
+    solve(_puzzles(4), model=scripted, max_new_tokens=20, batch_size=2)
+    assert "solving" not in capsys.readouterr().err
+
+
 def pbmc_puzzles(
     adata, n_puzzles: int = 3, n_cells: int = 4, n_genes: int = 20, seed: int = 0
 ) -> list[Puzzle]:
