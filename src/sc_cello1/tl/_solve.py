@@ -210,7 +210,10 @@ def solve(
     temperature
         ``0``: greedy, as in the paper's evaluation; above: sampling.
     max_new_tokens
-        Cap on generated tokens per completion (the paper: 3,500).
+        Cap on generated tokens per completion (the paper: 3,500). With
+        ``constrained=True`` it must leave room for the tags and the longest answer;
+        that is checked with the tokenizer alone, before the model loads
+        (:func:`~sc_cello1.inference.check_answer_budget`).
     seed
         Random seed of sampling. Samples depend on how prompts are batched, so a resumed
         run can differ from an uninterrupted one when sampling (greedy runs do not).
@@ -259,7 +262,7 @@ def solve(
     """
     from sc_cello1 import __version__
     from sc_cello1.data._prompts import PROMPT_STYLES, PROMPT_VERSION
-    from sc_cello1.inference import AnswerConstraint, Backend, get_backend
+    from sc_cello1.inference import AnswerConstraint, Backend, check_answer_budget, get_backend
     from sc_cello1.inference._base import check_sampling
     from sc_cello1.inference._factory import check_backend_args
 
@@ -300,6 +303,9 @@ def solve(
             )
             for p in items
         ]
+        if backend_name in ("transformers", "vllm"):
+            # Only the tokenizer is read here; the model loads below.
+            check_answer_budget(model, constraints, max_new_tokens=max_new_tokens)
 
     # -- load ---------------------------------------------------------------------------
     if isinstance(model, Backend):
