@@ -21,6 +21,21 @@ from ._resolve import model_provenance, resolve_model
 _INSTALL = "pip install 'sc-cello1[llm]'"
 
 
+#: Seconds a batch decodes before its step progress bar appears.
+STEP_BAR_DELAY = 3.0
+
+
+class _StepCounter:
+    """A logits processor that changes nothing and advances a progress bar per step."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.bar.update(1)
+        return scores
+
+
 class TransformersBackend:
     """Chat generation with a transformers causal LM, in this process.
 
@@ -243,8 +258,17 @@ class TransformersBackend:
         if seed is not None:
             torch.manual_seed(seed)
         start = time.perf_counter()
-        with torch.inference_mode():
-            seqs = self.model.generate(**enc, **kwargs)
+        # A bar over decoding steps, so a batch that takes minutes shows it moves.
+        steps = progress_bar(
+            total=max_new_tokens, desc="decoding", unit="step", leave=False, delay=STEP_BAR_DELAY
+        )
+        processors = kwargs.get("logits_processor") or LogitsProcessorList()
+        kwargs["logits_processor"] = LogitsProcessorList([*processors, _StepCounter(steps)])
+        try:
+            with torch.inference_mode():
+                seqs = self.model.generate(**enc, **kwargs)
+        finally:
+            steps.close()
         new = seqs[:, prompt_len:].tolist()
         eos = set(self.eos_token_ids)
         pad = self.tokenizer.pad_token_id
