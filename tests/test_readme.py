@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SMALL = "n_samples=1, n_genes=10, max_new_tokens=160, constrained=True"
+SMALL = "n_samples=1, n_genes=10, max_new_tokens=96, constrained=True"
 
 
 def readme_leiden_example() -> str:
