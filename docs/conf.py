@@ -127,3 +127,98 @@ _copy_tutorials()
 # import Lightning); its methods are local functions that the typehints extension
 # cannot resolve, which is harmless.
 suppress_warnings = ["sphinx_autodoc_typehints.local_function"]
+
+
+
+# --- docstrings must be valid reStructuredText ---------------------------------------
+# sphinx-autodoc-typehints re-parses each docstring (after napoleon) with its own
+# docutils parser, whose messages went straight to stderr and never through Sphinx's
+# logger, so ``sphinx-build -W`` passed with dozens of them in the log. Route every
+# message of that parse to Sphinx as a warning at the object, so ``-W`` fails on it.
+_docstring_of: dict[str, str | None] = {"name": None}
+
+
+def _remember_object(app, what, name, obj, options, lines) -> None:
+    _docstring_of["name"] = name
+
+
+def _report_snippet_messages(parse):
+    from sphinx.util import logging as sphinx_logging
+
+    log = sphinx_logging.getLogger("sc_cello1.docs")
+
+    def checked_parse(inputstr, settings):
+        doc = parse(inputstr, settings)
+        for node in doc.findall(lambda n: n.tagname == "system_message"):
+            if node["level"] >= 2:  # docutils WARNING, ERROR, SEVERE
+                text = node.astext().strip().splitlines()
+                log.warning(
+                    "docstring of %s, line %s: %s",
+                    _docstring_of["name"],
+                    node.get("line"),
+                    text[-1] if text else node.tagname,
+                    type="cello1",
+                    subtype="docstring",
+                )
+        return doc
+
+    return checked_parse
+
+
+def _is_section_header(lines: list[str], i: int) -> bool:
+    """Whether ``lines[i]`` is a numpydoc section title (underlined by dashes)."""
+    return (
+        i + 1 < len(lines)
+        and bool(lines[i].strip())
+        and not lines[i].startswith(" ")
+        and len(lines[i + 1].strip()) >= 3
+        and set(lines[i + 1].strip()) == {"-"}
+    )
+
+
+def _prose_returns(app, what, name, obj, options, lines) -> None:
+    """Render a numpydoc ``Returns`` section written as prose as one ``:returns:`` field.
+
+    The house style keeps types in the signature and describes the result in prose.
+    napoleon reads each line of such a section as a ``type`` entry, which renders as a
+    bullet per line ("Return type: two lists of puzzles", "( from ) var[...]"). A
+    section whose first line is ``name : type`` is left to napoleon.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not (lines[i].strip() == "Returns" and _is_section_header(lines, i)):
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 2
+        while j < len(lines) and not _is_section_header(lines, j):
+            j += 1
+        body = lines[i + 2 : j]
+        while body and not body[-1].strip():
+            body.pop()
+        while body and not body[0].strip():
+            body.pop(0)
+        if not body or " : " in body[0]:
+            out.extend(lines[i:j])
+        else:
+            # Two blank lines end napoleon's preceding section, so the field passes through.
+            out += ["", "", f":returns: {body[0].strip()}"]
+            out += [f"    {line}" if line.strip() else "" for line in body[1:]]
+            out.append("")
+        i = j
+    lines[:] = out
+
+
+def setup(app):
+    import sphinx_autodoc_typehints as typehints
+
+    # Before napoleon (priority 500).
+    app.connect("autodoc-process-docstring", _prose_returns, priority=400)
+
+    if not callable(getattr(typehints, "parse", None)):
+        msg = "sphinx_autodoc_typehints.parse is gone; update the docstring check in docs/conf.py"
+        raise RuntimeError(msg)
+    typehints.parse = _report_snippet_messages(typehints.parse)
+    # Before napoleon and typehints (priority 500): the name of the object being parsed.
+    app.connect("autodoc-process-docstring", _remember_object, priority=100)

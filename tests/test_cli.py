@@ -158,14 +158,14 @@ def test_build_puzzles_errors(kang_path, tmp_path, capsys, extra, message):
         a.write_h5ad(path)
         args = ["--n-cells", "3", "5"]
     rc = main(["build-puzzles", str(path), "-o", str(tmp_path / "o"), *args, *extra])
-    assert rc == 1
+    assert rc == 2  # bad input
     err = capsys.readouterr().err
     assert "cello1 build-puzzles: error:" in err and message in err
     assert not (tmp_path / "o").exists()
 
 
 def test_build_puzzles_missing_file(tmp_path, capsys):
-    assert main(["build-puzzles", str(tmp_path / "nope.h5ad"), "-o", str(tmp_path)]) == 1
+    assert main(["build-puzzles", str(tmp_path / "nope.h5ad"), "-o", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
 
 
@@ -309,13 +309,13 @@ def test_evaluate_reasoning_split_gold(tmp_path, capsys):
 def test_evaluate_errors(tmp_path, capsys, content, extra, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
-    assert main(["evaluate", str(path), *extra]) == 1
+    assert main(["evaluate", str(path), *extra]) == 2
     err = capsys.readouterr().err
     assert "cello1 evaluate: error:" in err and message in err
 
 
 def test_evaluate_missing_file(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path / "none.jsonl")]) == 1
+    assert main(["evaluate", str(tmp_path / "none.jsonl")]) == 2
     assert "not found" in capsys.readouterr().err
 
 

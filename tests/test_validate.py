@@ -72,3 +72,16 @@ def test_check_nonnegative(pbmc68k, tmp_path):
         with pytest.raises(ValueError, match="negative"):
             check_nonnegative(backed.X)
         backed.file.close()
+
+
+def test_warn_duplicate_gene_names(caplog):
+    import logging
+
+    from sc_cello1._validate import warn_duplicate_gene_names
+
+    with caplog.at_level(logging.WARNING, logger="sc_cello1"):
+        assert warn_duplicate_gene_names(np.array(["A", "B", "C"]), source="adata.var_names") == 0
+        assert caplog.records == []
+        n = warn_duplicate_gene_names(np.array(["A", "B", "A"]), source="adata.var_names")
+    assert n == 1
+    assert "adata.var_names_make_unique()" in caplog.records[0].getMessage()

@@ -1,23 +1,109 @@
-"""The package logger ``sc_cello1``.
+"""The package logger ``sc_cello1`` and its progress bars.
 
 Library code logs through :data:`logger`; it never calls :func:`logging.basicConfig`.
-:attr:`sc_cello1.settings.verbosity` sets its level, and progress bars are shown only
-when that level is ``info`` or more verbose.
+As in scanpy, warnings reach the user by default: the package installs one handler on
+its own logger that writes to standard error, ``WARNING: message`` for warnings and the
+bare message for info. :attr:`sc_cello1.settings.verbosity` sets the level (``"info"``
+shows milestones with timings).
+
+Records also propagate to the root logger, so an application's logging setup (and
+pytest's ``caplog``) receives them. When the root logger has handlers of its own (the
+application configured logging), the package handler stays silent and leaves the output
+to them, so no message is printed twice.
+
+Progress bars (:func:`progress_bar`, ``tqdm.auto``) are shown by default and switched
+off with ``settings.progress = False``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from contextlib import contextmanager
+from typing import Any
 
 logger = logging.getLogger("sc_cello1")
-logger.addHandler(logging.NullHandler())
+
+#: Seconds between progress bar refreshes when standard error is not a terminal (CI
+#: logs, batch job files), so a long run writes a line now and then, not a flood.
+NON_TTY_MININTERVAL = 30.0
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno == logging.INFO:
+            text = message
+        else:
+            text = f"{record.levelname}: {message}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class _PackageHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` unless the application configured logging."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(_Formatter())
+
+    @property  # type: ignore[override]
+    def stream(self):
+        # Look up sys.stderr at each record: Jupyter and pytest replace it.
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logger.propagate and logging.getLogger().handlers:
+            return  # the application's handlers on the root logger show it
+        super().emit(record)
+
+
+def _install_handler() -> None:
+    """Add the package handler once (a re-import or reload finds it and keeps it)."""
+    for h in logger.handlers:
+        if type(h).__name__ == "_PackageHandler":
+            return
+    logger.addHandler(_PackageHandler())
+
+
+_install_handler()
+if logger.level == logging.NOTSET:
+    logger.setLevel(logging.WARNING)
 
 
 def progress_disabled() -> bool:
-    """Whether tqdm progress bars should be silent (verbosity below info)."""
-    return not logger.isEnabledFor(logging.INFO)
+    """Whether progress bars are off (``sc_cello1.settings.progress = False``)."""
+    from sc_cello1._settings import settings
+
+    return not settings.progress
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any):
+    """Make a ``tqdm.auto`` bar that follows :attr:`sc_cello1.settings.progress`.
+
+    Outside a terminal (CI logs, job output files) it refreshes at most every
+    :data:`NON_TTY_MININTERVAL` seconds. Keyword arguments go to tqdm (``total``,
+    ``desc``, ``unit``, ``delay`` ...); an explicit ``disable=True`` always hides it.
+    """
+    from tqdm.auto import tqdm
+
+    kwargs["disable"] = bool(kwargs.get("disable")) or progress_disabled()
+    if "mininterval" not in kwargs and not _stderr_is_tty():
+        kwargs["mininterval"] = NON_TTY_MININTERVAL
+    return tqdm(iterable, **kwargs)
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 @contextmanager

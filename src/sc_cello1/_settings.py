@@ -21,6 +21,11 @@ _LEVELS = {
 }
 
 
+def _default_progress() -> bool:
+    value = os.environ.get("CELLO1_PROGRESS", "").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
 def _default_cache_dir() -> Path:
     env = os.environ.get("CELLO1_CACHE_DIR")
     if env:
@@ -38,7 +43,13 @@ class Cello1Settings:
     ----------
     verbosity
         ``"error"``, ``"warning"`` (default), ``"info"`` or ``"debug"`` (or 0-3, as in
-        scanpy). Progress bars show at ``"info"`` and above.
+        scanpy). Warnings are shown by default (on standard error, or through your own
+        logging setup when the root logger has handlers); ``"info"`` adds milestones
+        with timings.
+    progress
+        Show progress bars (default ``True``; the environment variable
+        ``CELLO1_PROGRESS=0`` turns them off). Outside a terminal they refresh every
+        30 s at most, so logs of batch jobs stay short.
     cache_dir
         Where downloaded weights and other caches live. Defaults to the environment
         variable ``CELLO1_CACHE_DIR``, else the user cache directory.
@@ -52,6 +63,7 @@ class Cello1Settings:
     """
 
     _verbosity: int = logging.WARNING
+    _progress: bool = field(default_factory=_default_progress)
     _cache_dir: Path | None = None
     mirror: str | None = field(default_factory=lambda: os.environ.get("CELLO1_MIRROR"))
     default_model: str = "cell-o1"
@@ -73,6 +85,18 @@ class Cello1Settings:
             raise ValueError(msg)
         self._verbosity = _LEVELS[key]
         logger.setLevel(self._verbosity)
+
+    @property
+    def progress(self) -> bool:
+        """Whether progress bars are shown."""
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            msg = f"progress must be True or False, not {value!r}."
+            raise TypeError(msg)
+        self._progress = value
 
     @property
     def cache_dir(self) -> Path:

@@ -163,6 +163,50 @@ def gene_names(
     return np.asarray(cut, dtype=str)
 
 
+def _names_source(*, use_raw: bool, gene_symbols: str | None) -> str:
+    """Name where gene names come from, for messages."""
+    var = "adata.raw.var" if use_raw else "adata.var"
+    return f"{var}[{gene_symbols!r}]" if gene_symbols is not None else f"{var}_names"
+
+
+def warn_duplicate_gene_names(names: np.ndarray, *, source: str) -> int:
+    """Warn when gene names repeat; return how many names occur more than once.
+
+    Each matrix column is ranked on its own, so with repeated names a cell's top genes
+    (and the prompt built from them) can name the same gene twice. That is kept (as the
+    authors' code did); the warning says how to avoid it.
+
+    Parameters
+    ----------
+    names
+        Gene names in column order (from :func:`gene_names`).
+    source
+        Where the names come from, for the message (``"var_names"``,
+        ``"var['feature_name']"``...).
+    """
+    counts = pd.Series(names).value_counts()
+    repeated = counts[counts > 1]
+    if repeated.empty:
+        return 0
+    from sc_cello1._logging import logger
+
+    examples = ", ".join(f"{name!r} x{n}" for name, n in repeated.head(3).items())
+    fix = (
+        "call adata.var_names_make_unique() (or sum the repeated columns)"
+        if source.endswith("var_names")
+        else "pick gene_symbols= a column with unique names (or sum the repeated columns)"
+    )
+    logger.warning(
+        "%d gene names in %s occur more than once (%s); each column is ranked on its own, "
+        "so a cell's top genes can name a gene twice. To avoid that, %s.",
+        len(repeated),
+        source,
+        examples,
+        fix,
+    )
+    return len(repeated)
+
+
 def _is_backed_sparse(X: Any) -> bool:
     try:
         from anndata.abc import CSCDataset, CSRDataset

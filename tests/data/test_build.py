@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import Counter
 
@@ -248,17 +249,24 @@ def test_extra_context_fields(kang):
     assert puzzles[0].context == f"The cell is from. Condition: {first['group_id']}."
 
 
-def test_no_donor_column_warns_and_uses_one_group(pbmc):
+def test_no_donor_column_warns_and_uses_one_group(pbmc, caplog):
     a = pbmc.copy()
     del a.obs["donor_id"]
-    with pytest.warns(UserWarning, match=r"obs\['donor_id'\]` not found"):
+    with caplog.at_level(logging.WARNING, logger="sc_cello1"):
         puzzles = build_puzzles(a, cell_type_key="bulk_labels", use_raw=True, n_cells=8, per_size=3)
     assert len(puzzles) == 3 and {p.group for p in puzzles} == {"all"}
-    with warnings.catch_warnings():
+    assert [r.getMessage() for r in caplog.records if "not found" in r.getMessage()] == [
+        "`obs['donor_id']` not found: all cells are treated as one donor group, so a puzzle "
+        "may mix cells of different donors. Pass donor_key= naming the donor column, or "
+        "donor_key=None to silence this warning."
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sc_cello1"), warnings.catch_warnings():
         warnings.simplefilter("error")
         build_puzzles(
             a, cell_type_key="bulk_labels", use_raw=True, donor_key=None, n_cells=8, per_size=1
         )
+    assert not [r for r in caplog.records if "donor" in r.getMessage()]
 
 
 def test_backed_and_dense_give_the_same_puzzles(lymphnode, tmp_path):
@@ -437,3 +445,15 @@ def test_not_anndata():
 
 def test_public_name():
     assert cello1.data.build_puzzles is build_puzzles
+
+
+def test_repeated_gene_names_warn_once(pbmc, caplog):
+    a = ad.AnnData(pbmc.raw.X.copy(), obs=pbmc.obs.copy(), var=pbmc.raw.var.copy())
+    names = a.var_names.tolist()
+    names[1] = names[0]
+    a.var_names = names
+    with caplog.at_level(logging.WARNING, logger="sc_cello1"):
+        puzzles = build_puzzles(a, cell_type_key="bulk_labels", n_cells=8, per_size=2)
+    repeated = [r.getMessage() for r in caplog.records if "occur more than once" in r.getMessage()]
+    assert len(repeated) == 1 and "adata.var_names" in repeated[0]
+    assert len(puzzles) == 2

@@ -135,3 +135,17 @@ def test_bad_arguments(tiny, tiny_qwen2, tmp_path):
         get_backend(str(tmp_path), backend="transformers")
     with pytest.raises(ValueError, match="Unknown model"):
         get_backend(str(tmp_path / "missing"), backend="transformers")
+
+
+def test_decoding_steps_show_progress_unless_off(tiny, capsys, monkeypatch):
+    import sc_cello1 as cello1
+    from sc_cello1.inference import _transformers
+
+    monkeypatch.setattr(_transformers, "STEP_BAR_DELAY", 0.0)
+    msgs = [[{"role": "user", "content": "Hi"}]]
+    out = tiny.generate(msgs, max_new_tokens=5, min_new_tokens=5)
+    assert out[0][0].n_tokens == 5
+    assert "decoding" in capsys.readouterr().err
+    monkeypatch.setattr(cello1.settings, "progress", False)
+    tiny.generate(msgs, max_new_tokens=5)
+    assert "decoding" not in capsys.readouterr().err

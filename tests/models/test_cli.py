@@ -27,7 +27,7 @@ def test_cli_fetch_prints_folder_and_reuses_cache(served_model, capsys):
 
 
 def test_cli_fetch_bad_input(tmp_path, capsys):
-    assert main(["fetch", "no-such-model", "--cache-dir", str(tmp_path)]) == 1
+    assert main(["fetch", "no-such-model", "--cache-dir", str(tmp_path)]) == 2
     assert "Registered models" in capsys.readouterr().err
     assert main(["fetch", "cell-o1", "--cache-dir", str(tmp_path), "--offline"]) == 1
     assert "CELLO1_MIRROR" in capsys.readouterr().err

@@ -446,3 +446,41 @@ def test_pp_top_genes_bad_input_leaves_adata_unchanged(pbmc68k):
     with pytest.raises(ValueError, match="NaN"):
         cello1.pp.top_genes(nan, n_genes=1)
     assert "top_genes" not in nan.obsm
+
+
+def _counts_with_names(names):
+    rng = np.random.default_rng(0)
+    X = sparse.csr_matrix(rng.poisson(1.0, size=(30, len(names))).astype(np.float32))
+    a = ad.AnnData(
+        X=X, var=pd.DataFrame({"symbol": names}, index=[f"g{i}" for i in range(len(names))])
+    )
+    return a
+
+
+def test_repeated_gene_names_are_kept_with_a_warning(caplog):
+    import logging
+
+    a = _counts_with_names(["CD3E", "CD3E", "MS4A1", "NKG7", "NKG7", "NKG7", "LYZ"])
+    with caplog.at_level(logging.WARNING, logger="sc_cello1"):
+        cello1.pp.top_genes(a, n_genes=3, gene_symbols="symbol")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert "2 gene names in adata.var['symbol'] occur more than once" in messages[0]
+    assert "'NKG7' x3, 'CD3E' x2" in messages[0] and "gene_symbols=" in messages[0]
+    assert a.obsm["top_genes"].shape == (30, 3)  # computed as before: positions
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sc_cello1"):
+        cello1.pp.top_genes(a, n_genes=3)  # var_names are unique
+    assert caplog.records == []
+
+
+def test_top_genes_progress_follows_the_setting(capsys, monkeypatch):
+    from sc_cello1.pp import _top_genes
+
+    a = _counts_with_names([f"G{i}" for i in range(20)])
+    monkeypatch.setattr(_top_genes, "PROGRESS_DELAY", 0.0)
+    cello1.pp.top_genes(a, n_genes=5, chunk_size=10)
+    assert "top genes" in capsys.readouterr().err
+    monkeypatch.setattr(cello1.settings, "progress", False)
+    cello1.pp.top_genes(a, n_genes=5, chunk_size=10)
+    assert "top genes" not in capsys.readouterr().err

@@ -673,7 +673,7 @@ def test_cli_annotate_writes_output(tiny_qwen2, pbmc68k, tmp_path, capsys):
                 str(bad),
             ]
         )
-        == 1
+        == 2
     )
     assert "not found" in capsys.readouterr().err
     assert not bad.exists()
@@ -690,7 +690,7 @@ def test_cli_annotate_writes_output(tiny_qwen2, pbmc68k, tmp_path, capsys):
     assert params["candidates"].tolist() == list(
         ad.read_h5ad(out2).obs["bulk_labels"].cat.categories
     )
-    assert main(["annotate", "scanpy:no_such_set", "--candidates", "a", "-o", str(bad)]) == 1
+    assert main(["annotate", "scanpy:no_such_set", "--candidates", "a", "-o", str(bad)]) == 2
     assert "scanpy.datasets has no dataset" in capsys.readouterr().err
 
 

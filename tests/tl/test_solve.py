@@ -255,10 +255,21 @@ def test_cli_solve_then_evaluate(tmp_path, capsys):
 def test_cli_bad_input(tmp_path, capsys):
     from sc_cello1.cli import main
 
-    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.jsonl")]) == 1
+    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.csv")]) == 1
+    assert main(["solve", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "p.csv")]) == 2
     assert ".jsonl" in capsys.readouterr().err
+
+
+def test_progress_bar_shows_puzzles_and_tokens_per_second(scripted, capsys, monkeypatch):
+    import sc_cello1 as cello1
+
+    solve(_puzzles(4), model=scripted, max_new_tokens=20, batch_size=2)
+    err = capsys.readouterr().err
+    assert "solving" in err and "4/4" in err and "tokens/s" in err
+    monkeypatch.setattr(cello1.settings, "progress", False)
+    solve(_puzzles(4), model=scripted, max_new_tokens=20, batch_size=2)
+    assert "solving" not in capsys.readouterr().err
 
 
 def pbmc_puzzles(

@@ -60,8 +60,8 @@ def test_train_cli_rejects_bad_config(tiny_qwen2, train_puzzles, tmp_path, capsy
             "4",
         ]
     )
-    assert code == 1
-    assert "multiple of num_generations" in capsys.readouterr().err
+    assert code == 2
+    assert "multiple of --num-generations" in capsys.readouterr().err
 
 
 @pytest.mark.slow

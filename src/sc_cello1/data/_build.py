@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -237,7 +236,9 @@ def build_puzzles(
         Read expression from ``adata.raw`` (for example when ``X`` is scaled).
     gene_symbols
         ``var`` column with gene names (``_ENSG...`` suffixes are cut, as the authors
-        did with ``feature_name``); default: ``var_names``.
+        did with ``feature_name``); default: ``var_names``. Names that repeat are
+        kept, each column ranked on its own, so a prompt can name a gene twice; a
+        warning says so (``adata.var_names_make_unique()`` avoids it).
     tie_order
         ``"position"`` (default): equal values by lower gene position, the same on
         every machine. ``"authors"``: exactly the genes and order of the authors'
@@ -267,7 +268,13 @@ def build_puzzles(
     import pandas as pd
     from anndata import AnnData
 
-    from sc_cello1._validate import check_nonnegative, expression_matrix, gene_names
+    from sc_cello1._validate import (
+        _names_source,
+        check_nonnegative,
+        expression_matrix,
+        gene_names,
+        warn_duplicate_gene_names,
+    )
     from sc_cello1.pp._top_genes import _check_tie_order, top_gene_indices
 
     start = time.perf_counter()
@@ -308,7 +315,6 @@ def build_puzzles(
             "puzzle may mix cells of different donors. Pass donor_key= naming the donor "
             "column, or donor_key=None to silence this warning."
         )
-        warnings.warn(message, UserWarning, stacklevel=2)
         logger.warning(message)
         donor_key = None
     elif donor_key is not None:
@@ -325,6 +331,9 @@ def build_puzzles(
         raise ValueError(msg)
     what = "adata.raw.X" if use_raw else (f"adata.layers[{layer!r}]" if layer else "adata.X")
     check_nonnegative(X, what=what)
+    warn_duplicate_gene_names(
+        names, source=_names_source(use_raw=bool(use_raw), gene_symbols=gene_symbols)
+    )
     if context is None and not extra and not any(f in adata.obs.columns for f in CONTEXT_FIELDS):
         logger.warning(
             "none of the CELLxGENE context columns %s is in obs: every context will be "

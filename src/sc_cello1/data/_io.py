@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sc_cello1._io import atomic_path
 from sc_cello1._logging import logger
 
 from ._puzzle import Puzzle
@@ -170,19 +170,6 @@ def _records(puzzles: Sequence[Puzzle], metadata: bool) -> list[dict[str, Any]]:
     return records
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_puzzles(
     puzzles: Sequence[Puzzle],
     path: str | os.PathLike,
@@ -260,6 +247,8 @@ def write_puzzles(
         def write(tmp: Path) -> None:
             pq.write_table(table, tmp)
 
-    atomic_write(path, write)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        write(tmp)
     logger.info("wrote %d puzzles to %s", len(puzzles), path)
     return path

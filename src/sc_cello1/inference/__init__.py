@@ -5,6 +5,7 @@ samples) and three implementations; :func:`get_backend` picks and builds one.
 """
 
 from ._base import BACKENDS, DEFAULT_MAX_NEW_TOKENS, AnswerConstraint, Backend, Generation
+from ._budget import check_answer_budget
 from ._factory import choose_backend, get_backend
 from ._openai import OpenAIBackend
 from ._repair import repair_items
@@ -21,6 +22,7 @@ __all__ = [
     "OpenAIBackend",
     "TransformersBackend",
     "VLLMBackend",
+    "check_answer_budget",
     "choose_backend",
     "get_backend",
     "repair_items",

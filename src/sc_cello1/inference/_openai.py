@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sc_cello1._logging import logger, progress_disabled
+from sc_cello1._logging import logger, progress_bar
 
 from ._base import DEFAULT_MAX_NEW_TOKENS, AnswerConstraint, Generation, check_generate_args
 
@@ -215,8 +215,6 @@ class OpenAIBackend:
             logger.info(
                 "the openai backend does not constrain answers; they are repaired afterwards"
             )
-        from tqdm.auto import tqdm
-
         jobs = []
         for i, conv in enumerate(messages):
             for j in range(n):
@@ -233,8 +231,8 @@ class OpenAIBackend:
         out: list[list[Generation | None]] = [[None] * n for _ in messages]
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             futures = {pool.submit(self._post, p): (i, j) for i, j, p in jobs}
-            bar = tqdm(
-                total=len(futures), desc="requests", disable=progress_disabled() or len(futures) < 2
+            bar = progress_bar(
+                total=len(futures), desc="requests", disable=len(futures) < 2, leave=False
             )
             try:
                 from concurrent.futures import as_completed

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sc_cello1._logging import log_elapsed, logger, progress_disabled
+from sc_cello1._logging import log_elapsed, logger, progress_bar
 
 from ._base import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -19,6 +19,21 @@ from ._base import (
 from ._resolve import model_provenance, resolve_model
 
 _INSTALL = "pip install 'sc-cello1[llm]'"
+
+
+#: Seconds a batch decodes before its step progress bar appears.
+STEP_BAR_DELAY = 3.0
+
+
+class _StepCounter:
+    """A logits processor that changes nothing and advances a progress bar per step."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.bar.update(1)
+        return scores
 
 
 class TransformersBackend:
@@ -170,14 +185,12 @@ class TransformersBackend:
             max_new_tokens=max_new_tokens,
             constraints=constraints,
         )
-        from tqdm.auto import tqdm
-
         prompts = [self.render(m) for m in messages]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         out: list[list[Generation] | None] = [None] * len(prompts)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for b, idx in enumerate(
-            tqdm(batches, desc="generate", disable=progress_disabled() or len(batches) < 2)
+            progress_bar(batches, desc="generate", disable=len(batches) < 2, leave=False)
         ):
             cons = None if constraints is None else [constraints[i] for i in idx]
             gens = self._generate_batch(
@@ -245,8 +258,17 @@ class TransformersBackend:
         if seed is not None:
             torch.manual_seed(seed)
         start = time.perf_counter()
-        with torch.inference_mode():
-            seqs = self.model.generate(**enc, **kwargs)
+        # A bar over decoding steps, so a batch that takes minutes shows it moves.
+        steps = progress_bar(
+            total=max_new_tokens, desc="decoding", unit="step", leave=False, delay=STEP_BAR_DELAY
+        )
+        processors = kwargs.get("logits_processor") or LogitsProcessorList()
+        kwargs["logits_processor"] = LogitsProcessorList([*processors, _StepCounter(steps)])
+        try:
+            with torch.inference_mode():
+                seqs = self.model.generate(**enc, **kwargs)
+        finally:
+            steps.close()
         new = seqs[:, prompt_len:].tolist()
         eos = set(self.eos_token_ids)
         pad = self.tokenizer.pad_token_id

@@ -7,14 +7,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .._logging import log_elapsed, logger, progress_disabled
-from .._validate import _is_backed_sparse, check_nonnegative, expression_matrix, gene_names
+from .._logging import log_elapsed, logger, progress_bar
+from .._validate import (
+    _is_backed_sparse,
+    _names_source,
+    check_nonnegative,
+    expression_matrix,
+    gene_names,
+    warn_duplicate_gene_names,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 #: Rows (columns for CSC matrices) read and processed at a time.
 DEFAULT_CHUNK_SIZE = 2048
+
+#: Seconds of work before the progress bar of :func:`top_genes` appears.
+PROGRESS_DELAY = 2.0
 
 #: dtype of the returned gene positions.
 INDEX_DTYPE = np.int32
@@ -89,10 +99,8 @@ def _csr_top(m, data, rows, n, out, kernels) -> None:
 
 
 def _progress(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="cells", disable=progress_disabled())
-
+    # Shown only when the work takes more than a few seconds (large matrices).
+    return progress_bar(total=total, desc=desc, unit="cells", delay=PROGRESS_DELAY)
 
 def _check_tie_order(tie_order: Any) -> str:
     """Reject a tie order other than ``"position"`` and ``"authors"``."""
@@ -356,7 +364,9 @@ def top_genes(
     gene_symbols
         Column of ``var`` (``raw.var`` with ``use_raw``) whose values name the genes
         (the authors used ``'feature_name'``); checked here and recorded for
-        :func:`sc_cello1.get.top_genes`. ``None`` uses ``var_names``.
+        :func:`sc_cello1.get.top_genes`. ``None`` uses ``var_names``. Names that
+        repeat are kept, each column ranked on its own, so a cell's list can name a
+        gene twice; a warning says so (``adata.var_names_make_unique()`` avoids it).
     key_added
         Where results go: ``adata.obsm[key_added]`` and ``adata.uns[key_added]``.
     chunk_size
@@ -438,13 +448,16 @@ def top_genes(
     X, var_names, var = expression_matrix(adata, layer=layer, use_raw=use_raw)
     n_vars = X.shape[1]
     _check_sizes(n_genes, chunk_size, n_vars)
-    gene_names(var, var_names, gene_symbols)
+    names = gene_names(var, var_names, gene_symbols)
     what = (
         "adata.raw.X"
         if use_raw
         else (f"adata.layers[{layer!r}]" if layer is not None else "adata.X")
     )
     check_nonnegative(X, what=what)
+    warn_duplicate_gene_names(
+        names, source=_names_source(use_raw=bool(use_raw), gene_symbols=gene_symbols)
+    )
 
     with log_elapsed("top %d genes of %d cells (%s order)", n_genes, adata.n_obs, tie_order):
         positions = top_gene_indices(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -215,14 +214,10 @@ def run_annotate(args: argparse.Namespace) -> int:
         seed=args.seed,
         backend_kwargs=backend_kwargs or None,
     )
-    fd, tmp = tempfile.mkstemp(prefix=output.name + ".", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
+    from sc_cello1._io import atomic_path
+
+    with atomic_path(output) as tmp:
         adata.write_h5ad(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     result = adata.uns[args.key_added]
     if result["candidates"]["candidate_source"] == "proposed":
         sys.stdout.write(f"proposed candidates: {', '.join(result['candidates']['names'])}\n")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sc_cello1._logging import logger, progress_disabled
+from sc_cello1._io import atomic_write
+from sc_cello1._logging import logger, progress_bar
 
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
@@ -114,16 +114,8 @@ class _Cache:
 
     def put(self, key: str, generations: list[dict[str, Any]]) -> None:
         entry = {"key": key, "complete": True, "generations": generations}
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self._path(key), fsync=True) as f:
+            json.dump(entry, f)
 
 
 def _gen_to_dict(g: Generation) -> dict[str, Any]:
@@ -218,7 +210,10 @@ def solve(
     temperature
         ``0``: greedy, as in the paper's evaluation; above: sampling.
     max_new_tokens
-        Cap on generated tokens per completion (the paper: 3,500).
+        Cap on generated tokens per completion (the paper: 3,500). With
+        ``constrained=True`` it must leave room for the tags and the longest answer;
+        that is checked with the tokenizer alone, before the model loads
+        (:func:`~sc_cello1.inference.check_answer_budget`).
     seed
         Random seed of sampling. Samples depend on how prompts are batched, so a resumed
         run can differ from an uninterrupted one when sampling (greedy runs do not).
@@ -267,7 +262,7 @@ def solve(
     """
     from sc_cello1 import __version__
     from sc_cello1.data._prompts import PROMPT_STYLES, PROMPT_VERSION
-    from sc_cello1.inference import AnswerConstraint, Backend, get_backend
+    from sc_cello1.inference import AnswerConstraint, Backend, check_answer_budget, get_backend
     from sc_cello1.inference._base import check_sampling
     from sc_cello1.inference._factory import check_backend_args
 
@@ -308,6 +303,9 @@ def solve(
             )
             for p in items
         ]
+        if backend_name in ("transformers", "vllm"):
+            # Only the tokenizer is read here; the model loads below.
+            check_answer_budget(model, constraints, max_new_tokens=max_new_tokens)
 
     # -- load ---------------------------------------------------------------------------
     if isinstance(model, Backend):
@@ -348,9 +346,9 @@ def solve(
     )
     start = time.perf_counter()
     n_tokens = 0
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(todo), desc="puzzles", unit="puzzle", disable=progress_disabled()) as bar:
+    with progress_bar(
+        total=len(todo), desc="solving", unit="puzzle", disable=not todo, dynamic_ncols=True
+    ) as bar:
         for b in range(0, len(todo), batch_size):
             chunk = todo[b : b + batch_size]
             gens = runner.generate(
@@ -370,6 +368,10 @@ def solve(
                 if cache is not None:
                     cache.put(keys[i], entry)
                 done[i] = entry
+            seconds = time.perf_counter() - start
+            bar.set_postfix_str(
+                f"{n_tokens / seconds if seconds else 0:.1f} tokens/s", refresh=False
+            )
             bar.update(len(chunk))
     elapsed = time.perf_counter() - start
     if todo:
