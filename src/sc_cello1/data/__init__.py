@@ -3,12 +3,13 @@
 from ._build import build_puzzles
 from ._context import CONTEXT_FIELDS, context_sentence
 from ._io import read_puzzles, write_puzzles
-from ._prompts import PROMPT_VERSION, SYSTEM_MSG, build_messages
+from ._prompts import PROMPT_STYLES, PROMPT_VERSION, SYSTEM_MSG, build_messages
 from ._puzzle import Puzzle
 from ._split import split_puzzles
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "PROMPT_STYLES",
     "PROMPT_VERSION",
     "SYSTEM_MSG",
     "Puzzle",

@@ -30,7 +30,7 @@ def context_sentence(
     *,
     extra_fields: Sequence[str] | Mapping[str, str] = (),
 ) -> str:
-    """The authors' donor context sentence for one cell.
+    """Build the authors' donor context sentence for one cell.
 
     Starts with ``"The cell is from"`` and appends, each only when present:
     ``" a {sex}"``, ``" at the {development_stage}"``,

