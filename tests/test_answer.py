@@ -82,7 +82,9 @@ def _labels():
 
 def test_label_similarity_scores_unchanged():
     labels = _labels()
-    pairs = list(itertools.product(labels[:60], labels[:60])) + list(zip(labels, labels[::-1]))
+    pairs = list(itertools.product(labels[:60], labels[:60])) + list(
+        zip(labels, labels[::-1], strict=True)
+    )
     for a, b in pairs:
         assert label_similarity(a, b) == _old_similarity(a, b), (a, b)
 

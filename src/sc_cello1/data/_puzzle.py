@@ -87,9 +87,7 @@ class Puzzle:
             )
             raise ValueError(msg)
         if self.cell_ids and len(self.cell_ids) != len(self.genes):
-            msg = (
-                f"`cell_ids` has {len(self.cell_ids)} ids but the puzzle has {len(self.genes)} cells."
-            )
+            msg = f"`cell_ids` has {len(self.cell_ids)} ids but the puzzle has {len(self.genes)} cells."
             raise ValueError(msg)
         if len(set(self.candidates)) != len(self.candidates):
             dups = sorted({c for c in self.candidates if self.candidates.count(c) > 1})
@@ -120,7 +118,9 @@ class Puzzle:
             return None
         return join_items(self.answer)
 
-    def messages(self, style: PromptStyle = "eval", *, with_answer: bool = False) -> list[dict[str, str]]:
+    def messages(
+        self, style: PromptStyle = "eval", *, with_answer: bool = False
+    ) -> list[dict[str, str]]:
         """Chat messages for this puzzle (see :func:`~sc_cello1.data.build_messages`).
 
         Parameters

@@ -11,6 +11,7 @@ from sc_cello1._answer import fold_label, one_each
 
 _SPACE = re.compile(r"\s+")
 
+
 @lru_cache(maxsize=4096)
 def _singular(label: str) -> str:
     """:func:`fold_label` with every word's plural cut (``-ies`` -> ``-y``, ``-s``)."""

@@ -37,7 +37,9 @@ def smollm2_gguf_path() -> Path | None:
 
 def _file_key(path: Path) -> str:
     st = path.stat()
-    return hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[
+        :16
+    ]
 
 
 def is_complete(directory: str | os.PathLike) -> bool:
@@ -93,7 +95,9 @@ def convert_gguf(
         with log_elapsed("Converted %s to %s", gguf_file.name, out_dir):
             src, name = str(gguf_file.parent), gguf_file.name
             tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
-            quantized = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
+            quantized = AutoModelForCausalLM.from_pretrained(
+                src, gguf_file=name, dtype=torch.float32
+            )
             config = AutoConfig.from_pretrained(src, gguf_file=name)
             if hasattr(config, "quantization_config"):
                 del config.quantization_config
@@ -102,7 +106,9 @@ def convert_gguf(
             missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
             missing = [k for k in missing if "lm_head" not in k]  # tied embeddings
             if missing or unexpected:
-                msg = f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                msg = (
+                    f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                )
                 raise RuntimeError(msg)
             if getattr(config, "tie_word_embeddings", False):
                 model.tie_weights()

@@ -279,8 +279,8 @@ def solve(
     >>> records = cello1.tl.solve(puzzles, model="cell-o1", cache_dir="runs/cache")  # doctest: +SKIP
     >>> cello1.metrics.evaluate([r["text"] for r in records], puzzles)  # doctest: +SKIP
     """
-    from sc_cello1._answer import one_each
     from sc_cello1 import __version__
+    from sc_cello1._answer import one_each
     from sc_cello1.data import PROMPT_STYLES, PROMPT_VERSION
     from sc_cello1.inference import AnswerConstraint, Backend, get_backend
     from sc_cello1.inference._base import check_sampling
@@ -300,7 +300,9 @@ def solve(
         or not isinstance(num_generations, int)
         or num_generations < 1
     ):
-        msg = f"num_generations={num_generations!r} must be an integer >= 1 (completions per puzzle)."
+        msg = (
+            f"num_generations={num_generations!r} must be an integer >= 1 (completions per puzzle)."
+        )
         raise ValueError(msg)
     items = _as_puzzles(puzzles)
     check_sampling(
