@@ -159,7 +159,7 @@ def _context_for(
     context: ContextSource, extra: Sequence[str] | Mapping[str, str]
 ) -> Callable[[pd.Series], str]:
     if context is None:
-        return lambda row: context_sentence(row, extra_fields=extra)
+        return lambda row: context_sentence(row, context_fields=extra)
     if isinstance(context, str):
         return lambda row: context
     return context
@@ -175,11 +175,12 @@ def build_puzzles(
     per_size: int = 40,
     n_genes: int = 50,
     context: ContextSource = None,
-    extra_context_fields: Sequence[str] | Mapping[str, str] = (),
+    context_fields: Sequence[str] | Mapping[str, str] = (),
     seed: int = 42,
     layer: str | None = None,
     use_raw: bool | None = None,
     gene_symbols: str | None = None,
+    extra_context_fields: Sequence[str] | Mapping[str, str] | None = None,
 ) -> list[Puzzle]:
     """Build CellPuzzles from an annotated AnnData, as the Cell-o1 authors did.
 
@@ -225,7 +226,7 @@ def build_puzzles(
         ``None``: the CELLxGENE context sentence of each puzzle's first cell. A string:
         the same context for every puzzle. A callable: called with the first cell's
         ``obs`` row (a :class:`pandas.Series`), returns the context text.
-    extra_context_fields
+    context_fields
         Further ``obs`` columns appended to the context sentence (see
         :func:`~sc_cello1.data.context_sentence`); only with ``context=None``.
     seed
@@ -237,6 +238,8 @@ def build_puzzles(
     gene_symbols
         ``var`` column with gene names (``_ENSG...`` suffixes are cut, as the authors
         did with ``feature_name``); default: ``var_names``.
+    extra_context_fields
+        Deprecated name of ``context_fields`` (warns; removed in the next release).
 
     Returns
     -------
@@ -283,14 +286,22 @@ def build_puzzles(
     if isinstance(context, str) and ("\n" in context or "\r" in context):
         msg = "context must be one line: it contains a line break, which breaks the prompt layout."
         raise ValueError(msg)
-    extra = extra_context_fields
+    if extra_context_fields is not None:
+        warnings.warn(
+            "build_puzzles(extra_context_fields=...) is renamed context_fields= and will be "
+            "removed.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        context_fields = extra_context_fields
+    extra = context_fields
     if isinstance(extra, str):
         extra = (extra,)
     if extra and context is not None:
-        msg = "extra_context_fields applies to the default context sentence; use it with context=None."
+        msg = "context_fields applies to the default context sentence; use it with context=None."
         raise ValueError(msg)
     for col in extra:
-        _obs_column(adata, col, "extra context field", "extra_context_fields")
+        _obs_column(adata, col, "extra context field", "context_fields")
     labels = _labels(adata, cell_type_key)
     if donor_key is not None and donor_key not in adata.obs.columns:
         if donor_key != "donor_id":

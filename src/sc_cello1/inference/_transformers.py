@@ -149,9 +149,10 @@ class TransformersBackend:
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """Render the prompt text of one conversation (chat template, generation prompt added)."""
-        return self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
+        return str(text)
 
     def generate(
         self,
@@ -266,7 +267,7 @@ class TransformersBackend:
             else:
                 body, n_tok, reason = ids[:stop], stop + 1, "stop"
             total += n_tok
-            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            text = str(self.tokenizer.decode(body, skip_special_tokens=True))
             gens.append(Generation(text=text, reasoning=None, finish_reason=reason, n_tokens=n_tok))
         logger.debug(
             "generated %d tokens for %d prompts x %d in %.1f s",

@@ -10,13 +10,14 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sc_cello1._logging import logger, progress_disabled
 
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
     from sc_cello1.inference import Backend, Generation
+    from sc_cello1.models import ResolvedModel
 
 #: Version of the cache entry layout (part of every cache key).
 CACHE_VERSION = 1
@@ -185,7 +186,7 @@ def _record(
 def solve(
     puzzles: Sequence[Puzzle] | Sequence[Mapping[str, Any]],
     *,
-    model: str | os.PathLike | Backend,
+    model: str | os.PathLike | ResolvedModel | Backend,
     backend: str = "auto",
     num_generations: int = 1,
     temperature: float = 0.0,
@@ -333,7 +334,7 @@ def solve(
     backend_name = check_backend_args(model, backend, **kwargs)
     if batch_size is None:
         batch_size = _DEFAULT_BATCH.get(backend_name, 8)
-    messages = [p.messages(style) for p in items]
+    messages = [p.messages(cast("Any", style)) for p in items]  # style checked above
     constraints = None
     if constrained:
         constraints = [
