@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sc_cello1._answer import ITEM_SEP
 from sc_cello1._logging import logger
 
 from ._context import CONTEXT_FIELDS, context_sentence
@@ -87,7 +88,7 @@ def _labels(adata: AnnData, key: str) -> np.ndarray:
         raise TypeError(msg)
     labels = col.astype(str).to_numpy(dtype=object)
     uniq = pd.unique(labels)
-    bad = [u for u in uniq if u != u.strip() or not u or "|" in u or "\n" in u or "\r" in u]
+    bad = [u for u in uniq if u != u.strip() or not u or ITEM_SEP in u or "\n" in u or "\r" in u]
     if bad:
         msg = (
             f"cell type labels {bad[:5]!r} in `obs[{key!r}]` cannot be used in a puzzle: labels "
