@@ -125,10 +125,10 @@ class OpenAIBackend:
         self._local = threading.local()
         self.n_requests = 0
         self.n_retries = 0
-        self._headers = None if key else {"Authorization": openai.Omit()}
+        self._no_key = not key
         self._client = openai.OpenAI(
             base_url=self.base_url,
-            # without a key (a local server) the client needs a placeholder; send none
+            # without a key (a local server) the client needs a placeholder; _count drops it
             api_key=key or "no-key",
             timeout=openai.Timeout(self.timeout, connect=min(30.0, self.timeout)),
             max_retries=max_retries,
@@ -138,7 +138,13 @@ class OpenAIBackend:
         )
 
     def _count(self, request: Any) -> None:
-        """Count one HTTP attempt (an httpx request hook; runs in the calling thread)."""
+        """Count one HTTP attempt (an httpx request hook; runs in the calling thread).
+
+        Without an API key, it also removes the placeholder ``Authorization`` header, so
+        no token at all is sent.
+        """
+        if self._no_key:
+            request.headers.pop("Authorization", None)
         self._local.attempts = getattr(self._local, "attempts", 0) + 1
         with self._lock:
             self.n_requests += 1
@@ -182,7 +188,7 @@ class OpenAIBackend:
         self._local.attempts = 0
         try:
             raw = self._client.chat.completions.with_raw_response.create(
-                **payload, extra_body=self.extra_body or None, extra_headers=self._headers
+                **payload, extra_body=self.extra_body or None
             )
             return raw.http_response.json()
         except openai.APIStatusError as e:
