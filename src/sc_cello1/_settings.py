@@ -59,7 +59,10 @@ class Cello1Settings:
     default_model
         Model used when a function is called without ``model=``.
     default_backend
-        Inference backend used when a function is called without ``backend=``.
+        What ``backend="auto"`` (the default of every function with ``backend=``) stands
+        for: ``"transformers"``, ``"vllm"`` or ``"openai"``; ``"auto"`` (default): vLLM
+        when it is importable and CUDA is present, else transformers. See
+        :func:`~sc_cello1.inference.choose_backend`.
     """
 
     _verbosity: int = logging.WARNING

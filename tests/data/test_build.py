@@ -237,16 +237,25 @@ def test_context_string_and_callable(kang):
         assert p.context == f"Donor {first['donor_id']}, {first['group_id']} sample."
 
 
-def test_extra_context_fields(kang):
+def test_context_fields(kang):
     puzzles = build_puzzles(
         kang,
         n_cells=(5, 5),
         per_size=1,
         layer="counts",
-        extra_context_fields={"group_id": "Condition"},
+        context_fields={"group_id": "Condition"},
     )
     first = kang.obs.loc[puzzles[0].cell_ids[0]]
     assert puzzles[0].context == f"The cell is from. Condition: {first['group_id']}."
+    with pytest.warns(FutureWarning, match="context_fields"):
+        old = build_puzzles(
+            kang,
+            n_cells=(5, 5),
+            per_size=1,
+            layer="counts",
+            extra_context_fields={"group_id": "Condition"},
+        )
+    assert [p.context for p in old] == [p.context for p in puzzles]
 
 
 def test_no_donor_column_warns_and_uses_one_group(pbmc, caplog):
@@ -359,9 +368,9 @@ def _unchanged(before: ad.AnnData, after: ad.AnnData):
         ({"per_size": 0}, ValueError, r"per_size=0"),
         ({"context": 3}, TypeError, r"context must be None, a string or a callable"),
         ({"context": "two\nlines"}, ValueError, r"one line"),
-        ({"extra_context_fields": ["smoker"]}, KeyError, r"obs\['smoker'\]"),
+        ({"context_fields": ["smoker"]}, KeyError, r"obs\['smoker'\]"),
         (
-            {"extra_context_fields": ["group_id"], "context": "x"},
+            {"context_fields": ["group_id"], "context": "x"},
             ValueError,
             r"use it with context=None",
         ),

@@ -62,15 +62,18 @@ def test_matches_authors_on_real_obs(shared_data):
         assert context_sentence(row) == _authors_context(row.to_dict())
 
 
-def test_extra_fields():
+def test_context_fields():
     row = {"sex": "male", "smoker": "yes", "bmi": np.nan}
     assert (
-        context_sentence(row, extra_fields=["smoker", "bmi"])
+        context_sentence(row, context_fields=["smoker", "bmi"])
         == "The cell is from a male. Smoker: yes."
     )
-    assert context_sentence(row, extra_fields={"smoker": "Smoking status"}) == (
+    assert context_sentence(row, context_fields={"smoker": "Smoking status"}) == (
         "The cell is from a male. Smoking status: yes."
     )
+    with pytest.warns(FutureWarning, match="context_fields"):
+        old = context_sentence(row, extra_fields=["smoker"])
+    assert old == "The cell is from a male. Smoker: yes."
 
 
 def test_context_fields_constant():

@@ -23,8 +23,9 @@ def free_port() -> int:
 class FlakyChatServer:
     """A chat-completions endpoint that fails the first ``fail_first`` requests.
 
-    It answers ``status`` (503 by default) for those, then a canned completion with
-    ``reasoning_content``. Every request body is recorded in ``requests``.
+    It answers ``status`` (503 by default) for those, with a ``Retry-After`` header when
+    ``retry_after`` is given, then a canned completion with ``reasoning_content``.
+    Every request body is recorded in ``requests``.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class FlakyChatServer:
         status: int = 503,
         reasoning: str | None = "think hard",
         content: str = "\n<answer>B cell | T cell</answer>",
+        retry_after: str | None = None,
     ) -> None:
         self.fail_first = fail_first
         self.status = status
@@ -55,6 +57,8 @@ class FlakyChatServer:
                 if k <= outer.fail_first:
                     data = b'{"error": "busy"}'
                     self.send_response(outer.status)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", retry_after)
                 else:
                     message = {"role": "assistant", "content": content}
                     if reasoning is not None:

@@ -54,3 +54,29 @@ def test_bad_arguments_fail_before_loading(model, backend, kwargs, error, match,
     with pytest.raises(error, match=match):
         get_backend(model, backend, **kwargs)
     assert set(BACKENDS) == {"auto", "transformers", "vllm", "openai"}
+
+
+def test_auto_follows_settings_default_backend(monkeypatch):
+    from sc_cello1 import settings
+
+    monkeypatch.setattr(settings, "default_backend", "openai")
+    assert choose_backend("auto") == "openai"
+    assert choose_backend("transformers") == "transformers"  # an explicit name wins
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="base_url"):  # auto -> openai is checked as openai
+        check_backend_args("m", "auto")
+    monkeypatch.setattr(settings, "default_backend", "llama.cpp")
+    with pytest.raises(ValueError, match=r"settings\.default_backend='llama\.cpp'"):
+        choose_backend("auto")
+
+
+def test_resolved_model_is_not_checked_again(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from sc_cello1.models import ResolvedModel, _resolve
+
+    rec = ResolvedModel(Path(tmp_path), "mine", None, "local")
+    monkeypatch.setattr(_resolve, "_classify", lambda m: pytest.fail("checked again"))
+    assert check_backend_args(rec, "transformers") == "transformers"
+    with pytest.raises(TypeError, match="model name the server knows"):
+        check_backend_args(rec, "openai", base_url="http://x/v1")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from tests.inference._servers import FlakyChatServer, TransformersServe
 
@@ -44,18 +46,34 @@ def test_api_key_from_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("status", [503, 429, 500])
-def test_retries_then_succeeds(status):
-    with FlakyChatServer(fail_first=3, status=status) as srv:
-        b = OpenAIBackend("m", base_url=srv.url, max_retries=4, backoff=0.01, max_concurrency=1)
+def test_retries_then_succeeds_honouring_retry_after(status):
+    # Retry-After 0.05 s: without it the client's back-off would wait >= 2.6 s in total
+    with FlakyChatServer(fail_first=3, status=status, retry_after="0.05") as srv:
+        b = OpenAIBackend("m", base_url=srv.url, max_retries=4, max_concurrency=1)
+        start = time.perf_counter()
         out = b.generate(MSG)
+        elapsed = time.perf_counter() - start
     assert out[0][0].reasoning == "think hard"
     assert len(srv.requests) == 4
-    assert b.n_retries == 3
+    assert b.n_retries == 3 and b.n_requests == 4
+    assert 3 * 0.05 <= elapsed < 2.0
+
+
+def test_backs_off_without_retry_after(caplog):
+    with FlakyChatServer(fail_first=1, status=503) as srv:
+        b = OpenAIBackend("m", base_url=srv.url, max_retries=1)
+        start = time.perf_counter()
+        with caplog.at_level("WARNING", logger="sc_cello1"):
+            b.generate(MSG)
+        elapsed = time.perf_counter() - start
+    assert len(srv.requests) == 2 and b.n_retries == 1
+    assert elapsed >= 0.5 * 0.75  # the first back-off: 0.5 s less at most 25 % jitter
+    assert "HTTP 503" in caplog.text and "retry 1/1" in caplog.text
 
 
 def test_gives_up_after_max_retries():
-    with FlakyChatServer(fail_first=10) as srv:
-        b = OpenAIBackend("m", base_url=srv.url, max_retries=2, backoff=0.01)
+    with FlakyChatServer(fail_first=10, retry_after="0.01") as srv:
+        b = OpenAIBackend("m", base_url=srv.url, max_retries=2)
         with pytest.raises(RuntimeError, match=r"after 3 attempts.*HTTP 503"):
             b.generate(MSG)
     assert len(srv.requests) == 3
@@ -63,18 +81,34 @@ def test_gives_up_after_max_retries():
 
 def test_client_error_is_not_retried():
     with FlakyChatServer(fail_first=1, status=400) as srv:
-        b = OpenAIBackend("m", base_url=srv.url, max_retries=5, backoff=0.01)
+        b = OpenAIBackend("m", base_url=srv.url, max_retries=5)
         with pytest.raises(RuntimeError, match="HTTP 400"):
             b.generate(MSG)
     assert len(srv.requests) == 1
 
 
+def test_no_key_sends_no_authorization(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FlakyChatServer() as srv:
+        OpenAIBackend("m", base_url=srv.url).generate(MSG)
+    assert srv.requests[0]["auth"] is None
+
+
+def test_extra_body_is_sent():
+    with FlakyChatServer() as srv:
+        OpenAIBackend("m", base_url=srv.url, extra_body={"top_p": 0.5}).generate(MSG)
+    assert srv.requests[0]["body"]["top_p"] == 0.5
+
+
+def test_backoff_keyword_warns():
+    with pytest.warns(FutureWarning, match="backoff"):
+        OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", backoff=0.01)
+
+
 def test_connection_refused_is_retried_then_fails():
     from tests.inference._servers import free_port
 
-    b = OpenAIBackend(
-        "m", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=2, backoff=0.01
-    )
+    b = OpenAIBackend("m", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=2)
     with pytest.raises(RuntimeError, match="ConnectError"):
         b.generate(MSG)
     assert b.n_requests == 3

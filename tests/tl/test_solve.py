@@ -71,7 +71,7 @@ def scripted():
 
 def test_records_of_a_scripted_model(scripted):
     puzzles = _puzzles(4)
-    res = solve(puzzles, model=scripted, max_new_tokens=20, n_samples=2)
+    res = solve(puzzles, model=scripted, max_new_tokens=20, num_generations=2)
     assert len(res) == 8
     assert [(r["puzzle"], r["sample"]) for r in res] == [(i, j) for i in range(4) for j in range(2)]
     for r in res:
@@ -119,7 +119,7 @@ def test_constrained_tiny_model_gives_permutations(tiny_qwen2):
         backend="transformers",
         max_new_tokens=90,
         constrained=True,
-        n_samples=2,
+        num_generations=2,
         temperature=1.0,
     )
     for r in res:
@@ -128,6 +128,28 @@ def test_constrained_tiny_model_gives_permutations(tiny_qwen2):
         assert set(r["items"]) <= set(cands)
         assert r["repaired"] == r["items"]
     assert all(r["is_permutation"] for r in res if r["puzzle"] == 0)
+
+
+def test_old_n_samples_keyword_warns_and_still_works(scripted):
+    with pytest.warns(FutureWarning, match="num_generations"):
+        res = solve(_puzzles(2), model=scripted, max_new_tokens=20, n_samples=2)
+    assert len(res) == 4 and res.provenance["num_generations"] == 2
+
+
+def test_resolved_model_is_used_without_checking_again(monkeypatch):
+    """A ResolvedModel from models.resolve is loaded as it is: no second check or lookup."""
+    from sc_cello1 import models
+    from sc_cello1.models import _resolve
+
+    resolved = models.resolve(scripted_qwen2_dir())
+
+    def again(*a, **k):
+        raise AssertionError("the model was checked or resolved again")
+
+    monkeypatch.setattr(_resolve, "_classify", again)
+    res = solve(_puzzles(1), model=resolved, backend="transformers", max_new_tokens=20)
+    assert res[0]["text"] == expected_text()
+    assert res.provenance["model"] == resolved.name and res.provenance["source"] == "local"
 
 
 def test_cache_resumes_after_interrupt_without_recomputing(scripted, tmp_path):
@@ -154,7 +176,7 @@ def test_cache_key_changes_with_settings(scripted, tmp_path):
         {"max_new_tokens": 21},
         {"temperature": 0.5},
         {"seed": 1, "temperature": 0.5},
-        {"n_samples": 2},
+        {"num_generations": 2},
         {"style": "rl"},
         {"constrained": True},
     ):
@@ -185,7 +207,8 @@ def test_half_written_cache_entry_is_recomputed(scripted, tmp_path):
         ({"puzzles": "test.parquet"}, TypeError, "read_puzzles"),
         ({"puzzles": [42]}, TypeError, "Puzzle"),
         ({"puzzles": [{"user_msg": "nonsense"}]}, ValueError, "record"),
-        ({"n_samples": 0}, ValueError, "samples"),
+        ({"num_generations": 0}, ValueError, "num_generations"),
+        ({"num_generations": 1.5}, ValueError, "num_generations"),
         ({"temperature": -0.1}, ValueError, "temperature"),
         ({"max_new_tokens": 0}, ValueError, "max_new_tokens"),
         ({"style": "chat"}, ValueError, "style"),

@@ -5,12 +5,13 @@ from ._cellpuzzles import SPLITS, cellpuzzles
 from ._context import CONTEXT_FIELDS, context_sentence
 from ._io import read_puzzles, write_puzzles
 from ._leakage import leakage
-from ._prompts import PROMPT_VERSION, SYSTEM_MSG, build_messages
+from ._prompts import PROMPT_STYLES, PROMPT_VERSION, SYSTEM_MSG, build_messages
 from ._puzzle import Puzzle
 from ._split import split_puzzles
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "PROMPT_STYLES",
     "PROMPT_VERSION",
     "SPLITS",
     "SYSTEM_MSG",

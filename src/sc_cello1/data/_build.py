@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sc_cello1._answer import ITEM_SEP
 from sc_cello1._logging import logger
 
 from ._context import CONTEXT_FIELDS, context_sentence
@@ -86,7 +87,7 @@ def _labels(adata: AnnData, key: str) -> np.ndarray:
         raise TypeError(msg)
     labels = col.astype(str).to_numpy(dtype=object)
     uniq = pd.unique(labels)
-    bad = [u for u in uniq if u != u.strip() or not u or "|" in u or "\n" in u or "\r" in u]
+    bad = [u for u in uniq if u != u.strip() or not u or ITEM_SEP in u or "\n" in u or "\r" in u]
     if bad:
         msg = (
             f"cell type labels {bad[:5]!r} in `obs[{key!r}]` cannot be used in a puzzle: labels "
@@ -158,7 +159,7 @@ def _context_for(
     context: ContextSource, extra: Sequence[str] | Mapping[str, str]
 ) -> Callable[[pd.Series], str]:
     if context is None:
-        return lambda row: context_sentence(row, extra_fields=extra)
+        return lambda row: context_sentence(row, context_fields=extra)
     if isinstance(context, str):
         return lambda row: context
     return context
@@ -174,12 +175,13 @@ def build_puzzles(
     per_size: int = 40,
     n_genes: int = 50,
     context: ContextSource = None,
-    extra_context_fields: Sequence[str] | Mapping[str, str] = (),
+    context_fields: Sequence[str] | Mapping[str, str] = (),
     seed: int = 42,
     layer: str | None = None,
     use_raw: bool | None = None,
     gene_symbols: str | None = None,
     tie_order: str = "position",
+    extra_context_fields: Sequence[str] | Mapping[str, str] | None = None,
 ) -> list[Puzzle]:
     """Build CellPuzzles from an annotated AnnData, as the Cell-o1 authors did.
 
@@ -225,7 +227,7 @@ def build_puzzles(
         ``None``: the CELLxGENE context sentence of each puzzle's first cell. A string:
         the same context for every puzzle. A callable: called with the first cell's
         ``obs`` row (a :class:`pandas.Series`), returns the context text.
-    extra_context_fields
+    context_fields
         Further ``obs`` columns appended to the context sentence (see
         :func:`~sc_cello1.data.context_sentence`); only with ``context=None``.
     seed
@@ -245,6 +247,8 @@ def build_puzzles(
         ``build_context.py`` loop (numpy ``argpartition`` then a reversed default
         ``argsort``) with the numpy and CPU at hand; slower, and not portable (see
         :func:`sc_cello1.pp.top_genes`).
+    extra_context_fields
+        Deprecated name of ``context_fields`` (warns; removed in the next release).
 
     Returns
     -------
@@ -298,14 +302,22 @@ def build_puzzles(
     if isinstance(context, str) and ("\n" in context or "\r" in context):
         msg = "context must be one line: it contains a line break, which breaks the prompt layout."
         raise ValueError(msg)
-    extra = extra_context_fields
+    if extra_context_fields is not None:
+        warnings.warn(
+            "build_puzzles(extra_context_fields=...) is renamed context_fields= and will be "
+            "removed.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        context_fields = extra_context_fields
+    extra = context_fields
     if isinstance(extra, str):
         extra = (extra,)
     if extra and context is not None:
-        msg = "extra_context_fields applies to the default context sentence; use it with context=None."
+        msg = "context_fields applies to the default context sentence; use it with context=None."
         raise ValueError(msg)
     for col in extra:
-        _obs_column(adata, col, "extra context field", "extra_context_fields")
+        _obs_column(adata, col, "extra context field", "context_fields")
     labels = _labels(adata, cell_type_key)
     if donor_key is not None and donor_key not in adata.obs.columns:
         if donor_key != "donor_id":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,9 +29,10 @@ def is_missing(value: Any) -> bool:
 def context_sentence(
     obs_row: Mapping[str, Any],
     *,
-    extra_fields: Sequence[str] | Mapping[str, str] = (),
+    context_fields: Sequence[str] | Mapping[str, str] = (),
+    extra_fields: Sequence[str] | Mapping[str, str] | None = None,
 ) -> str:
-    """The authors' donor context sentence for one cell.
+    """Build the authors' donor context sentence for one cell.
 
     Starts with ``"The cell is from"`` and appends, each only when present:
     ``" a {sex}"``, ``" at the {development_stage}"``,
@@ -42,10 +44,13 @@ def context_sentence(
     ----------
     obs_row
         A row of ``adata.obs`` (a :class:`pandas.Series`) or a dict.
-    extra_fields
+    context_fields
         Further ``obs`` columns to append as short sentences ``" {Column}: {value}."``
         (for example smoking status or treatment time point). A mapping gives the text
-        to use instead of the column name (``{"smoker": "Smoking status"}``).
+        to use instead of the column name (``{"smoker": "Smoking status"}``). The same
+        word as in :func:`~sc_cello1.data.build_puzzles` and :func:`~sc_cello1.tl.annotate`.
+    extra_fields
+        Deprecated name of ``context_fields`` (warns; removed in the next release).
 
     Returns
     -------
@@ -80,10 +85,17 @@ def context_sentence(
             text += ". The patient is healthy with no diagnosed disease."
         else:
             text += f". The patient has been diagnosed with {disease}."
+    if extra_fields is not None:
+        warnings.warn(
+            "context_sentence(extra_fields=...) is renamed context_fields= and will be removed.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        context_fields = extra_fields
     labels = (
-        dict(extra_fields)
-        if isinstance(extra_fields, Mapping)
-        else {f: f.replace("_", " ").capitalize() for f in extra_fields}
+        dict(context_fields)
+        if isinstance(context_fields, Mapping)
+        else {f: f.replace("_", " ").capitalize() for f in context_fields}
     )
     for column, label in labels.items():
         value = get(column)

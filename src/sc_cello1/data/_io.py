@@ -19,9 +19,6 @@ FORMATS = (".json", ".jsonl", ".parquet")
 #: The columns of the public ``ncbi/CellPuzzles`` files, in order.
 RECORD_KEYS = ("system_msg", "user_msg", "assistant_msg")
 
-# Keys written by ``write_puzzles(..., metadata=True)`` and restored on reading.
-_META_KEYS = ("cell_ids", "group", "meta")
-
 
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()

@@ -30,9 +30,9 @@ CONTEXT_SUFFIX = " \n\n"
 CELL_LINE = "Cell {i}: {genes}"
 GENE_SEP = ", "
 MATCH_LINE = "\n\nMatch the cells above to one of the following cell types:\n"
-ANSWER_SEP = " | "
 
 PromptStyle = Literal["eval", "sft", "rl"]
+#: The prompt layouts :func:`build_messages` knows.
 PROMPT_STYLES: tuple[str, ...] = ("eval", "sft", "rl")
 
 
@@ -82,14 +82,14 @@ def build_messages(
     system_msg: str = SYSTEM_MSG,
     assistant_msg: str | None = None,
 ) -> list[dict[str, str]]:
-    """Chat messages for one puzzle, in the layout the authors used.
+    r"""Build the chat messages for one puzzle, in the layout the authors used.
 
     Parameters
     ----------
     user_msg
         The puzzle's ``user_msg``.
     style
-        ``"eval"``: one user turn ``user_msg + "\\n" + system_msg`` (the paper's
+        ``"eval"``: one user turn ``user_msg + "\n" + system_msg`` (the paper's
         evaluation and what the published Cell-o1 expects at inference);
         ``"sft"``: a system turn and a user turn; ``"rl"``: one user turn
         ``user_msg + " " + system_msg``.

@@ -6,8 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._prompts import (
+from sc_cello1._answer import (
+    ANSWER_OPEN,
     ANSWER_SEP,
+    ITEM_SEP,
+    THINK_OPEN,
+    extract_answer,
+    join_items,
+    split_items,
+)
+
+from ._prompts import (
     SYSTEM_MSG,
     PromptStyle,
     build_messages,
@@ -18,7 +27,7 @@ from ._prompts import (
 
 @dataclass
 class Puzzle:
-    """One CellPuzzles batch: N cells of one donor and N candidate cell types.
+    r"""One CellPuzzles batch: N cells of one donor and N candidate cell types.
 
     Parameters
     ----------
@@ -37,7 +46,7 @@ class Puzzle:
         The donor / batch group the cells come from.
     assistant_text
         A verbatim assistant message to use as the training target instead of the bare
-        answer (for example a reasoning trace ``<think>...</think>\\n<answer>...</answer>``
+        answer (for example a reasoning trace ``<think>...</think>\n<answer>...</answer>``
         from the public ``reasoning`` split). ``None``: the answer joined by ``" | "``.
     system_text
         The system message; the CellPuzzles one unless a record carried another.
@@ -78,9 +87,7 @@ class Puzzle:
             )
             raise ValueError(msg)
         if self.cell_ids and len(self.cell_ids) != len(self.genes):
-            msg = (
-                f"`cell_ids` has {len(self.cell_ids)} ids but the puzzle has {len(self.genes)} cells."
-            )
+            msg = f"`cell_ids` has {len(self.cell_ids)} ids but the puzzle has {len(self.genes)} cells."
             raise ValueError(msg)
         if len(set(self.candidates)) != len(self.candidates):
             dups = sorted({c for c in self.candidates if self.candidates.count(c) > 1})
@@ -109,9 +116,11 @@ class Puzzle:
             return self.assistant_text
         if self.answer is None:
             return None
-        return ANSWER_SEP.join(self.answer)
+        return join_items(self.answer)
 
-    def messages(self, style: PromptStyle = "eval", *, with_answer: bool = False) -> list[dict[str, str]]:
+    def messages(
+        self, style: PromptStyle = "eval", *, with_answer: bool = False
+    ) -> list[dict[str, str]]:
         """Chat messages for this puzzle (see :func:`~sc_cello1.data.build_messages`).
 
         Parameters
@@ -132,7 +141,7 @@ class Puzzle:
         )
 
     def to_record(self) -> dict[str, str]:
-        """The CellPuzzles record: ``system_msg``, ``user_msg``, ``assistant_msg``."""
+        """Return the CellPuzzles record: ``system_msg``, ``user_msg``, ``assistant_msg``."""
         return {
             "system_msg": self.system_msg,
             "user_msg": self.user_msg,
@@ -152,8 +161,6 @@ class Puzzle:
         ValueError
             If ``user_msg`` is missing or not in the CellPuzzles layout.
         """
-        from sc_cello1.metrics._answer import extract_answer, split_items
-
         if not isinstance(record, Mapping):
             msg = f"A CellPuzzles record must be a mapping, got {type(record).__name__}."
             raise TypeError(msg)
@@ -168,11 +175,11 @@ class Puzzle:
         assistant_text: str | None = None
         if target is not None and str(target) != "":
             target = str(target)
-            if "<answer>" in target or "<think>" in target:
+            if ANSWER_OPEN in target or THINK_OPEN in target:
                 assistant_text = target
                 items = split_items(extract_answer(target))
             else:
-                items = [s.strip() for s in target.split("|")]
+                items = [s.strip() for s in target.split(ITEM_SEP)]
                 if ANSWER_SEP.join(items) != target:
                     assistant_text = target
                 items = [s for s in items if s]

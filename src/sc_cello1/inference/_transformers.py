@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sc_cello1._logging import log_elapsed, logger, progress_bar
 
@@ -16,7 +16,10 @@ from ._base import (
     Generation,
     check_generate_args,
 )
-from ._resolve import model_provenance, resolve_model
+from ._resolve import model_provenance
+
+if TYPE_CHECKING:
+    from sc_cello1.models import ResolvedModel
 
 _INSTALL = "pip install 'sc-cello1[llm]'"
 
@@ -47,7 +50,8 @@ class TransformersBackend:
     Parameters
     ----------
     model
-        A registered model name, a local model folder or a ``.gguf`` file.
+        A registered model name, a local model folder, a ``.gguf`` file, or a
+        :class:`~sc_cello1.models.ResolvedModel` (loaded as it is, not resolved again).
     device_map
         Passed to ``from_pretrained`` (``"auto"`` spreads a model over GPUs). ``None``:
         the first GPU if there is one, else the CPU.
@@ -74,7 +78,7 @@ class TransformersBackend:
 
     def __init__(
         self,
-        model: str | os.PathLike,
+        model: str | os.PathLike | ResolvedModel,
         *,
         device_map: str | dict | None = None,
         dtype: str = "auto",
@@ -94,7 +98,9 @@ class TransformersBackend:
         if generation_kwargs is not None and not isinstance(generation_kwargs, dict):
             msg = "generation_kwargs must be a dict of model.generate arguments."
             raise TypeError(msg)
-        resolved = resolve_model(model)
+        from sc_cello1.models import resolve
+
+        resolved = resolve(model)
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -158,9 +164,10 @@ class TransformersBackend:
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """Render the prompt text of one conversation (chat template, generation prompt added)."""
-        return self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
+        return str(text)
 
     def generate(
         self,
@@ -282,7 +289,7 @@ class TransformersBackend:
             else:
                 body, n_tok, reason = ids[:stop], stop + 1, "stop"
             total += n_tok
-            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            text = str(self.tokenizer.decode(body, skip_special_tokens=True))
             gens.append(Generation(text=text, reasoning=None, finish_reason=reason, n_tokens=n_tok))
         logger.debug(
             "generated %d tokens for %d prompts x %d in %.1f s",

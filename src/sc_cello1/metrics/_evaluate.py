@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._answer import extract_answer, is_valid_format, split_items
+from sc_cello1._answer import extract_answer, is_valid_format, split_items
+
 from ._reward import _gold_items
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def _score_all(predictions: Sequence[str], answers: Sequence[Any]) -> list[dict[
 
 
 def evaluate(predictions: Sequence[str], answers: Sequence[Any]) -> dict[str, Any]:
-    """The paper's metrics over a set of puzzles.
+    r"""Compute the paper's metrics over a set of puzzles.
 
     Parameters
     ----------
@@ -119,7 +120,7 @@ def evaluate(predictions: Sequence[str], answers: Sequence[Any]) -> dict[str, An
 
     Examples
     --------
-    >>> evaluate(["<think>.</think>\\n<answer>B | T</answer>"], ["B | T"])["batch_accuracy"]
+    >>> evaluate(["<think>.</think>\n<answer>B | T</answer>"], ["B | T"])["batch_accuracy"]
     1.0
     """
     return _summarise(_score_all(predictions, answers))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._answer import extract_answer, is_valid_format, split_items
+from sc_cello1._answer import ANSWER_OPEN, extract_answer, is_valid_format, split_items
 
 
 def _gold_items(answer: str | Sequence[str]) -> list[str]:
     if isinstance(answer, str):
-        if "<answer>" in answer:
+        if ANSWER_OPEN in answer:
             # a full target such as the public `reasoning` split's assistant_msg
             return split_items(extract_answer(answer))
         return split_items(answer)
@@ -18,7 +18,7 @@ def _gold_items(answer: str | Sequence[str]) -> list[str]:
 
 
 def reward(completion: str, answer: str | Sequence[str]) -> float:
-    """The Cell-o1 GRPO reward of one completion.
+    r"""Compute the Cell-o1 GRPO reward of one completion.
 
     ``-1`` if the format is invalid (:func:`is_valid_format`), the number of answer
     items differs from the gold, or items repeat; otherwise the mean of the puzzle's
@@ -38,9 +38,9 @@ def reward(completion: str, answer: str | Sequence[str]) -> float:
 
     Examples
     --------
-    >>> reward("<think>.</think>\\n<answer>b | T</answer>", "B | T")
+    >>> reward("<think>.</think>\n<answer>b | T</answer>", "B | T")
     1.0
-    >>> reward("<think>.</think>\\n<answer>T | B</answer>", "B | T")
+    >>> reward("<think>.</think>\n<answer>T | B</answer>", "B | T")
     0.0
     >>> reward("<answer>B | T</answer>", "B | T")
     -1.0

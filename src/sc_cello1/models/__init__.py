@@ -44,8 +44,9 @@ from ._download import (
     model_dir,
 )
 from ._gguf import convert_gguf, smollm2_gguf_path
+from ._record import ResolvedModel
 from ._registry import HUB_URL, ModelSpec, register, registered_names, unregister
-from ._resolve import ResolvedModel, check_model, resolve
+from ._resolve import check_model, resolve
 
 __all__ = [
     "HUB_URL",

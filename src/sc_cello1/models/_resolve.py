@@ -6,9 +6,8 @@ Each is turned into a folder transformers can load, with its provenance.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import cast
 
 from sc_cello1._logging import logger
 
@@ -20,64 +19,8 @@ from ._download import (
     sha256_file,
 )
 from ._gguf import _file_key, convert_gguf, smollm2_gguf_path
+from ._record import ResolvedModel, Source
 from ._registry import ModelSpec, get_spec, lookup, registered_names
-
-Source = Literal["registry", "local", "gguf"]
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model ready to load: a local folder plus where it came from.
-
-    Attributes
-    ----------
-    path
-        Folder loadable with ``AutoModelForCausalLM.from_pretrained`` /
-        ``AutoTokenizer.from_pretrained``.
-    name
-        The registered name, or the absolute path of a local folder / GGUF file.
-    revision
-        The pinned revision of a registered model; ``None`` for local folders and GGUF.
-    source
-        ``"registry"`` (fetched and verified), ``"local"`` (a folder given by the user) or
-        ``"gguf"`` (converted from a GGUF file).
-    files
-        File name -> sha256 where known (every file of a registered model; the GGUF file
-        for ``"gguf"``; empty for a local folder).
-    repo
-        Repository of a registered model (``"ncbi/Cell-o1"``), else ``None``.
-    """
-
-    path: Path
-    name: str
-    revision: str | None
-    source: Source
-    files: dict[str, str] = field(default_factory=dict)
-    repo: str | None = None
-
-    def provenance(self) -> dict[str, Any]:
-        """Return what to record in ``uns[key_added]['params']`` (JSON-serialisable).
-
-        Returns
-        -------
-        ``{"name", "source", "repo", "revision", "path", "files"}`` with ``files`` a dict
-        of file name -> sha256.
-
-        Examples
-        --------
-        >>> from pathlib import Path
-        >>> from sc_cello1.models import ResolvedModel
-        >>> ResolvedModel(Path("/m"), "m", None, "local").provenance()["source"]
-        'local'
-        """
-        return {
-            "name": self.name,
-            "source": self.source,
-            "repo": self.repo,
-            "revision": self.revision,
-            "path": str(self.path),
-            "files": dict(sorted(self.files.items())),
-        }
 
 
 def _unknown(model: object) -> ValueError:
@@ -129,7 +72,7 @@ def _classify(model: object) -> tuple[Source, ModelSpec | Path]:
 
 
 def check_model(
-    model: str | os.PathLike,
+    model: str | os.PathLike | ResolvedModel,
     *,
     download: bool = True,
     cache_dir: str | os.PathLike | None = None,
@@ -144,7 +87,8 @@ def check_model(
     Parameters
     ----------
     model
-        A registered name, a local folder or a ``.gguf`` file.
+        A registered name, a local folder or a ``.gguf`` file; a :class:`ResolvedModel`
+        is already checked (its source is returned).
     download
         Whether a later :func:`resolve` may download; if ``False``, missing files fail here.
     cache_dir
@@ -160,6 +104,8 @@ def check_model(
     >>> cello1.models.check_model("cell-o1")
     'registry'
     """
+    if isinstance(model, ResolvedModel):
+        return model.source
     source, target = _classify(model)
     if source == "registry" and not download:
         spec = cast("ModelSpec", target)
@@ -197,11 +143,12 @@ def _from_gguf(
         source="gguf",
         files={gguf.name: sha256_file(gguf)},
         repo=repo,
+        gguf_file=gguf,
     )
 
 
 def resolve(
-    model: str | os.PathLike,
+    model: str | os.PathLike | ResolvedModel,
     *,
     download: bool = True,
     cache_dir: str | os.PathLike | None = None,
@@ -222,7 +169,8 @@ def resolve(
         Registered names win over folders of the same name: write ``"./cell-o1"`` for a
         folder called ``cell-o1``. ``"cell-o1@<revision>"`` fetches another revision
         than the pinned one: a commit, or ``"cell-o1@main"`` (the hub's current commit,
-        resolved once and recorded as ``revision``).
+        resolved once and recorded as ``revision``). A
+        :class:`ResolvedModel` is returned as it is.
     download
         If ``False``, make no request: registered models must be in the cache.
     cache_dir
@@ -245,6 +193,8 @@ def resolve(
     >>> resolved.provenance()["revision"]  # doctest: +SKIP
     '...'
     """
+    if isinstance(model, ResolvedModel):
+        return model
     source, target = _classify(model)
     if source == "local":
         path = cast("Path", target)
@@ -286,3 +236,4 @@ def resolve(
         files=dict(result.files),
         repo=spec.repo,
     )
+

@@ -9,6 +9,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sc_cello1._answer import strip_tags
+
 from ._annotation import check_annotated
 
 if TYPE_CHECKING:
@@ -116,6 +118,7 @@ class ClusterReasoning:
             lines.extend(textwrap.wrap(para, width=width) or [""])
         if len(lines) > max_lines:
             lines = [*lines[:max_lines], "[...]"]
+        fig: Any
         if ax is None:
             fig, ax = plt.subplots(figsize=(width * 0.085, 0.6 + 0.19 * (len(lines) + 2)))
         else:
@@ -211,7 +214,7 @@ def reasoning(
     puzzle = uns["puzzles"].loc[str(int(row["puzzle"]))]
     # the reasoning is stored once per puzzle (not per cluster); older results kept it per row
     stored = row["reasoning"] if "reasoning" in row.index else puzzle.get("reasoning", "")
-    text = ("" if _is_missing(stored) else str(stored)) or _strip_answer(str(puzzle["text"]))
+    text = ("" if _is_missing(stored) else str(stored)) or strip_tags(str(puzzle["text"]))
     info = uns["clusters"].loc[uns["clusters"].index.astype(str) == name].iloc[0]
     label = info["label"]
     return ClusterReasoning(
@@ -226,11 +229,6 @@ def reasoning(
         user_msg=str(puzzle["user_msg"]),
         clusters=[str(c) for c in json.loads(puzzle["clusters"])],
     )
-
-
-def _strip_answer(text: str) -> str:
-    """Strip the ``<answer>`` part and think tags from a completion (reasoning without tags)."""
-    return text.split("<answer>", 1)[0].replace("<think>", "").replace("</think>", "").strip()
 
 
 def _is_missing(value: Any) -> bool:

@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=list(BACKENDS),
         help="inference backend (default: auto)",
     )
-    p.add_argument("--n-samples", type=int, default=1, help="completions per puzzle (default: 1)")
+    p.add_argument(
+        "--num-generations", type=int, default=1, help="completions per puzzle (default: 1)"
+    )
+    # the old name, kept for one release (annotate's --n-samples counts puzzles per cluster)
+    p.add_argument("--n-samples", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument(
         "--max-new-tokens",
@@ -103,11 +107,18 @@ def _solve(args: argparse.Namespace) -> int:
     if args.api_key is not None:
         kwargs["api_key"] = args.api_key
     cache_dir = None if args.no_cache else (args.cache_dir or str(out) + ".cache")
+    num_generations = args.num_generations
+    if args.n_samples is not None:
+        print(
+            "cello1 solve: --n-samples is renamed --num-generations and will be removed.",
+            file=sys.stderr,
+        )
+        num_generations = args.n_samples
     records = solve(
         puzzles,
         model=args.model or settings.default_model,
         backend=args.backend,
-        n_samples=args.n_samples,
+        num_generations=num_generations,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,

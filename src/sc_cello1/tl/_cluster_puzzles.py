@@ -168,7 +168,7 @@ def context_for(
             raise ValueError(msg)
         return text
     if has_cellxgene or context_fields:
-        return context_sentence(obs.iloc[rows[0]], extra_fields=context_fields)
+        return context_sentence(obs.iloc[rows[0]], context_fields=context_fields)
     return FALLBACK_CONTEXT
 
 

@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sc_cello1._io import atomic_write
 from sc_cello1._logging import logger, progress_bar
@@ -16,6 +17,7 @@ from sc_cello1._logging import logger, progress_bar
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
     from sc_cello1.inference import Backend, Generation
+    from sc_cello1.models import ResolvedModel
 
 #: Version of the cache entry layout (part of every cache key).
 CACHE_VERSION = 1
@@ -130,21 +132,28 @@ def _gen_to_dict(g: Generation) -> dict[str, Any]:
 def _record(
     puzzle: Puzzle, index: int, sample: int, gen: Mapping[str, Any], *, repair: bool, unique: bool
 ) -> dict[str, Any]:
-    from sc_cello1.data._prompts import ANSWER_SEP
+    from sc_cello1._answer import (
+        THINK_CLOSE,
+        THINK_OPEN,
+        extract_answer,
+        extract_reasoning,
+        is_permutation,
+        is_valid_format,
+        join_items,
+        split_items,
+    )
     from sc_cello1.inference import repair_items
-    from sc_cello1.metrics import extract_answer, extract_reasoning, is_valid_format, split_items
 
     content = gen["text"]
     reasoning = gen.get("reasoning")
     if reasoning:
-        text = f"<think>{reasoning}</think>\n{content.lstrip()}"
+        text = f"{THINK_OPEN}{reasoning}{THINK_CLOSE}\n{content.lstrip()}"
     else:
         text = content
         reasoning = extract_reasoning(text) or None
     answer = extract_answer(text)
     items = split_items(answer)
     cands = puzzle.candidates
-    is_perm = sorted(i.casefold() for i in items) == sorted(c.casefold() for c in cands)
     return {
         "puzzle": index,
         "sample": sample,
@@ -154,11 +163,11 @@ def _record(
         "answer": answer,
         "items": items,
         "valid_format": is_valid_format(text),
-        "is_permutation": is_perm,
+        "is_permutation": is_permutation(items, cands),
         "repaired": repair_items(items, cands, n_items=puzzle.n_cells, unique=unique)
         if repair
         else None,
-        "gold": ANSWER_SEP.join(puzzle.answer) if puzzle.answer is not None else None,
+        "gold": join_items(puzzle.answer) if puzzle.answer is not None else None,
         "n_cells": puzzle.n_cells,
         "candidates": list(cands),
         "finish_reason": gen.get("finish_reason"),
@@ -169,9 +178,9 @@ def _record(
 def solve(
     puzzles: Sequence[Puzzle] | Sequence[Mapping[str, Any]],
     *,
-    model: str | os.PathLike | Backend,
+    model: str | os.PathLike | ResolvedModel | Backend,
     backend: str = "auto",
-    n_samples: int = 1,
+    num_generations: int = 1,
     temperature: float = 0.0,
     max_new_tokens: int = 3500,
     seed: int | None = 0,
@@ -182,6 +191,7 @@ def solve(
     cache_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
     backend_kwargs: Mapping[str, Any] | None = None,
+    n_samples: int | None = None,
 ) -> SolveResult:
     r"""Ask a model to solve CellPuzzles; one record per puzzle and sample.
 
@@ -199,14 +209,17 @@ def solve(
         :func:`~sc_cello1.data.read_puzzles`.
     model
         A registered model name (``"cell-o1"``, see :mod:`sc_cello1.models`), a local
-        model folder, a ``.gguf`` file, for ``backend="openai"`` the name the server
-        knows, or an already built backend (:func:`~sc_cello1.inference.get_backend`) to
-        reuse one loaded model across calls.
+        model folder, a ``.gguf`` file, a :class:`~sc_cello1.models.ResolvedModel` from
+        :func:`~sc_cello1.models.resolve` (used as it is), for ``backend="openai"`` the
+        name the server knows, or an already built backend
+        (:func:`~sc_cello1.inference.get_backend`) to reuse one loaded model across calls.
     backend
-        ``"auto"`` (vLLM with CUDA, else transformers), ``"transformers"``, ``"vllm"`` or
-        ``"openai"``; ignored when ``model`` is a backend.
-    n_samples
-        Completions per puzzle (use ``temperature > 0`` for different ones).
+        ``"auto"`` (``settings.default_backend`` when set; else vLLM with CUDA, else
+        transformers), ``"transformers"``, ``"vllm"`` or ``"openai"``; ignored when
+        ``model`` is a backend.
+    num_generations
+        Completions per puzzle (use ``temperature > 0`` for different ones); the same
+        word as :attr:`~sc_cello1.train.GRPOConfig.num_generations`.
     temperature
         ``0``: greedy, as in the paper's evaluation; above: sampling.
     max_new_tokens
@@ -239,6 +252,8 @@ def solve(
     backend_kwargs
         Passed to :func:`~sc_cello1.inference.get_backend` (``device_map``, ``dtype``,
         ``tensor_parallel_size``, ``base_url``, ``api_key``...).
+    n_samples
+        Deprecated name of ``num_generations`` (warns; removed in the next release).
 
     Returns
     -------
@@ -261,14 +276,34 @@ def solve(
     >>> cello1.metrics.evaluate([r["text"] for r in records], puzzles)  # doctest: +SKIP
     """
     from sc_cello1 import __version__
-    from sc_cello1.data._prompts import PROMPT_STYLES, PROMPT_VERSION
+    from sc_cello1._answer import one_each
+    from sc_cello1.data import PROMPT_STYLES, PROMPT_VERSION
     from sc_cello1.inference import AnswerConstraint, Backend, check_answer_budget, get_backend
     from sc_cello1.inference._base import check_sampling
     from sc_cello1.inference._factory import check_backend_args
 
     # -- validate everything before any loading -----------------------------------------
+    if n_samples is not None:
+        warnings.warn(
+            "solve(n_samples=...) is renamed num_generations= (completions per puzzle; "
+            "annotate's n_samples counts puzzles per cluster); n_samples will be removed.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        num_generations = n_samples
+    if (
+        isinstance(num_generations, bool)
+        or not isinstance(num_generations, int)
+        or num_generations < 1
+    ):
+        msg = (
+            f"num_generations={num_generations!r} must be an integer >= 1 (completions per puzzle)."
+        )
+        raise ValueError(msg)
     items = _as_puzzles(puzzles)
-    check_sampling(n=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    check_sampling(
+        n=num_generations, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed
+    )
     if style not in PROMPT_STYLES:
         msg = f"style={style!r} is not a prompt style; use one of {list(PROMPT_STYLES)}."
         raise ValueError(msg)
@@ -294,12 +329,14 @@ def solve(
     backend_name = check_backend_args(model, backend, **kwargs)
     if batch_size is None:
         batch_size = _DEFAULT_BATCH.get(backend_name, 8)
-    messages = [p.messages(style) for p in items]
+    messages = [p.messages(cast("Any", style)) for p in items]  # style checked above
     constraints = None
     if constrained:
         constraints = [
             AnswerConstraint(
-                tuple(p.candidates), p.n_cells, unique=unique and p.n_cells <= len(p.candidates)
+                tuple(p.candidates),
+                p.n_cells,
+                unique=one_each(unique, p.n_cells, len(p.candidates)),
             )
             for p in items
         ]
@@ -313,11 +350,16 @@ def solve(
     else:
         if backend_name == "transformers":
             kwargs.setdefault("batch_size", batch_size)
+        if backend_name != "openai":
+            from sc_cello1.models import resolve
+
+            model = resolve(model)  # once; the backend takes the record as it is
         runner = get_backend(model, backend_name, **kwargs)
     prov = _jsonable(runner.provenance())
     settings = {
         "provenance": {k: v for k, v in prov.items() if k not in ("path", "device")},
-        "n_samples": n_samples,
+        # the cache key's name for num_generations (kept so existing caches stay valid)
+        "n_samples": num_generations,
         "temperature": float(temperature),
         "max_new_tokens": max_new_tokens,
         "seed": seed,
@@ -337,7 +379,7 @@ def solve(
     if cache is not None:
         for i, k in enumerate(keys):
             hit = cache.get(k)
-            if hit is not None and len(hit) == n_samples:
+            if hit is not None and len(hit) == num_generations:
                 done[i] = hit
         if done:
             logger.info("%d of %d puzzles found in the cache %s", len(done), len(items), cache.dir)
@@ -353,13 +395,13 @@ def solve(
             chunk = todo[b : b + batch_size]
             gens = runner.generate(
                 [messages[i] for i in chunk],
-                n=n_samples,
+                n=num_generations,
                 temperature=temperature,
                 max_new_tokens=max_new_tokens,
                 seed=None if seed is None else seed + b,
                 constraints=None if constraints is None else [constraints[i] for i in chunk],
             )
-            if len(gens) != len(chunk) or any(len(g) != n_samples for g in gens):
+            if len(gens) != len(chunk) or any(len(g) != num_generations for g in gens):
                 msg = f"backend {type(runner).__name__} returned the wrong number of completions."
                 raise RuntimeError(msg)
             for i, g in zip(chunk, gens, strict=True):
@@ -378,7 +420,7 @@ def solve(
         logger.info(
             "solved %d puzzles x %d samples in %.1f s (%.1f puzzles/min, %d new tokens)",
             len(todo),
-            n_samples,
+            num_generations,
             elapsed,
             60 * len(todo) / elapsed if elapsed else float("inf"),
             n_tokens,
@@ -386,11 +428,11 @@ def solve(
     records = [
         _record(p, i, j, done[i][j], repair=repair, unique=unique)
         for i, p in enumerate(items)
-        for j in range(n_samples)
+        for j in range(num_generations)
     ]
     provenance = {
         **prov,
-        "n_samples": n_samples,
+        "num_generations": num_generations,
         "temperature": float(temperature),
         "max_new_tokens": max_new_tokens,
         "seed": seed,
