@@ -79,7 +79,9 @@ class SimulatedModel:
                 out.append(str(self.rng.choice(NON_CANDIDATES)))
         return out
 
-    def generate(self, messages, *, n=1, temperature=0.0, max_new_tokens=3500, seed=None, constraints=None):
+    def generate(
+        self, messages, *, n=1, temperature=0.0, max_new_tokens=3500, seed=None, constraints=None
+    ):
         from sc_cello1.data import SYSTEM_MSG
         from sc_cello1.data._prompts import parse_user_msg
         from sc_cello1.inference import Generation
@@ -88,8 +90,14 @@ class SimulatedModel:
         for conv in messages:
             user = conv[-1]["content"].removesuffix("\n" + SYSTEM_MSG)
             _, genes, candidates = parse_user_msg(user)
-            text = "<think>simulated</think>\n<answer>" + " | ".join(self._answer(genes, candidates)) + "</answer>"
-            result.append([Generation(text=text, finish_reason="stop", n_tokens=1) for _ in range(n)])
+            text = (
+                "<think>simulated</think>\n<answer>"
+                + " | ".join(self._answer(genes, candidates))
+                + "</answer>"
+            )
+            result.append(
+                [Generation(text=text, finish_reason="stop", n_tokens=1) for _ in range(n)]
+            )
         return result
 
     def provenance(self):
@@ -109,13 +117,21 @@ def prepare() -> dict[str, dict]:
     a.uns.pop("bulk_labels_colors", None)
     path = WORK / "pbmc68k.h5ad"
     a.write_h5ad(path)
-    out["pbmc68k"] = {"path": str(path), "use_raw": True, "candidates": sorted(a.obs["truth"].unique())}
+    out["pbmc68k"] = {
+        "path": str(path),
+        "use_raw": True,
+        "candidates": sorted(a.obs["truth"].unique()),
+    }
 
     b = ad.read_h5ad(ROOT.parent / "shared" / "data" / "pbmc3k_clustifyr_9types.h5ad")
     sc.pp.pca(b, random_state=0)
     sc.pp.neighbors(b, random_state=0)
-    sc.tl.leiden(b, resolution=2.0, random_state=0, flavor="igraph", n_iterations=2, key_added="cluster")
-    majority = b.obs.groupby("cluster", observed=True)["cell_type"].agg(lambda s: s.value_counts().index[0])
+    sc.tl.leiden(
+        b, resolution=2.0, random_state=0, flavor="igraph", n_iterations=2, key_added="cluster"
+    )
+    majority = b.obs.groupby("cluster", observed=True)["cell_type"].agg(
+        lambda s: s.value_counts().index[0]
+    )
     b.obs["truth"] = b.obs["cluster"].map(majority).astype(str)
     path = WORK / "pbmc3k_leiden.h5ad"
     b.write_h5ad(path)
@@ -153,9 +169,20 @@ def run_grid(impl: str, datasets: dict, ps, ns, reps) -> list[dict]:
                 for n in ns:
                     acc, conf_right, conf_wrong, unlabelled = [], [], [], []
                     for rep in range(reps):
-                        model = SimulatedModel(truth_by_genes, p, seed=1000 * rep + n, permutation=model_kind != "noisy")
-                        kwargs = dict(candidates=spec["candidates"], model=model, use_raw=spec["use_raw"] or None,
-                                      n_samples=n, seed=rep, copy=True)
+                        model = SimulatedModel(
+                            truth_by_genes,
+                            p,
+                            seed=1000 * rep + n,
+                            permutation=model_kind != "noisy",
+                        )
+                        kwargs = dict(
+                            candidates=spec["candidates"],
+                            model=model,
+                            use_raw=spec["use_raw"] or None,
+                            n_samples=n,
+                            seed=rep,
+                            copy=True,
+                        )
                         out = cello1.tl.annotate(adata, "cluster", **kwargs)
                         table = out.uns["cello1"]["clusters"].reindex(clusters)
                         labels = table["label"].astype(object)
@@ -166,22 +193,34 @@ def run_grid(impl: str, datasets: dict, ps, ns, reps) -> list[dict]:
                         conf_right += conf[right].tolist()
                         conf_wrong += conf[~right & labelled].tolist()
                         unlabelled.append(int((~labelled).sum()))
-                    rows.append({
-                        "impl": impl, "data": name, "model": model_kind, "p": p, "n_samples": n,
-                        "accuracy": float(np.mean(acc)),
-                        "conf_right": float(np.mean(conf_right)) if conf_right else float("nan"),
-                        "conf_wrong": float(np.mean(conf_wrong)) if conf_wrong else float("nan"),
-                        "n_wrong_labelled": len(conf_wrong) / reps,
-                        "unlabelled": float(np.mean(unlabelled)),
-                        "n_clusters": len(clusters),
-                    })
+                    rows.append(
+                        {
+                            "impl": impl,
+                            "data": name,
+                            "model": model_kind,
+                            "p": p,
+                            "n_samples": n,
+                            "accuracy": float(np.mean(acc)),
+                            "conf_right": float(np.mean(conf_right))
+                            if conf_right
+                            else float("nan"),
+                            "conf_wrong": float(np.mean(conf_wrong))
+                            if conf_wrong
+                            else float("nan"),
+                            "n_wrong_labelled": len(conf_wrong) / reps,
+                            "unlabelled": float(np.mean(unlabelled)),
+                            "n_clusters": len(clusters),
+                        }
+                    )
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reps", type=int, default=3, help="repetitions (annotate seeds) per cell of the grid")
+    ap.add_argument(
+        "--reps", type=int, default=3, help="repetitions (annotate seeds) per cell of the grid"
+    )
     ap.add_argument("--ps", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     ap.add_argument("--ns", type=int, nargs="+", default=[1, 3, 5])
     ap.add_argument("--impl", choices=["both", "new", "old"], default="both")
@@ -192,7 +231,9 @@ def main() -> None:
 
     logging.getLogger("sc_cello1").setLevel(logging.ERROR)
     if args.impl in ("new", "old") and args.datasets:
-        rows = run_grid(args.impl, json.loads(Path(args.datasets).read_text()), args.ps, args.ns, args.reps)
+        rows = run_grid(
+            args.impl, json.loads(Path(args.datasets).read_text()), args.ps, args.ns, args.reps
+        )
         print(json.dumps(rows))
         return
     t0 = time.perf_counter()
@@ -206,18 +247,45 @@ def main() -> None:
         old_src = WORK / "old"
         if not (old_src / "src" / "sc_cello1").is_dir():
             old_src.mkdir(parents=True, exist_ok=True)
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD_COMMIT, "src"], check=True, capture_output=True).stdout
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", OLD_COMMIT, "src"],
+                check=True,
+                capture_output=True,
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive, check=True)
         env = dict(os.environ, PYTHONPATH=str(old_src / "src"))
-        cmd = [sys.executable, __file__, "--impl", "old", "--datasets", str(spec_file), "--reps", str(args.reps),
-               "--ps", *map(str, args.ps), "--ns", *map(str, args.ns)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--impl",
+            "old",
+            "--datasets",
+            str(spec_file),
+            "--reps",
+            str(args.reps),
+            "--ps",
+            *map(str, args.ps),
+            "--ns",
+            *map(str, args.ns),
+        ]
         res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         rows += json.loads(res.stdout.strip().splitlines()[-1])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"datasets": datasets, "rows": rows, "reps": args.reps,
-                               "seconds": time.perf_counter() - t0}, indent=1))
-    print(f"| data | model | p | n_samples | new: accuracy | new: conf right / wrong | new: unlabelled | old: accuracy | old: conf right / wrong | old: unlabelled |")
+    out.write_text(
+        json.dumps(
+            {
+                "datasets": datasets,
+                "rows": rows,
+                "reps": args.reps,
+                "seconds": time.perf_counter() - t0,
+            },
+            indent=1,
+        )
+    )
+    print(
+        "| data | model | p | n_samples | new: accuracy | new: conf right / wrong | new: unlabelled | old: accuracy | old: conf right / wrong | old: unlabelled |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     key = lambda r: (r["data"], r["model"], r["p"], r["n_samples"])  # noqa: E731
     old = {key(r): r for r in rows if r["impl"] == "old"}
@@ -225,12 +293,25 @@ def main() -> None:
         if r["impl"] != "new":
             continue
         o = old.get(key(r))
-        cells = [r["data"], r["model"], f"{r['p']:.1f}", str(r["n_samples"]),
-                 f"{r['accuracy']:.1%}", f"{r['conf_right']:.2f} / {r['conf_wrong']:.2f}", f"{r['unlabelled']:.1f}"]
+        cells = [
+            r["data"],
+            r["model"],
+            f"{r['p']:.1f}",
+            str(r["n_samples"]),
+            f"{r['accuracy']:.1%}",
+            f"{r['conf_right']:.2f} / {r['conf_wrong']:.2f}",
+            f"{r['unlabelled']:.1f}",
+        ]
         if o:
-            cells += [f"{o['accuracy']:.1%}", f"{o['conf_right']:.2f} / {o['conf_wrong']:.2f}", f"{o['unlabelled']:.1f}"]
+            cells += [
+                f"{o['accuracy']:.1%}",
+                f"{o['conf_right']:.2f} / {o['conf_wrong']:.2f}",
+                f"{o['unlabelled']:.1f}",
+            ]
         print("| " + " | ".join(cells) + " |")
-    print(f"\n{json.dumps({k: {kk: vv for kk, vv in v.items() if kk != 'path'} for k, v in datasets.items()})}")
+    print(
+        f"\n{json.dumps({k: {kk: vv for kk, vv in v.items() if kk != 'path'} for k, v in datasets.items()})}"
+    )
     print(f"took {time.perf_counter() - t0:.0f} s; written to {out}")
 
 

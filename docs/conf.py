@@ -64,7 +64,10 @@ if __import__("os").environ.get("CELLO1_DOCS_OFFLINE", "1") == "1":
 html_theme = "sphinx_book_theme"
 html_title = "sc-cello1"
 html_static_path = ["_static"]
-html_theme_options = {"repository_url": "https://github.com/scverse/sc-cello1", "use_repository_button": True}
+html_theme_options = {
+    "repository_url": "https://github.com/scverse/sc-cello1",
+    "use_repository_button": True,
+}
 
 
 # --- API pages: one per public namespace, listing its ``__all__`` -----------------
@@ -91,7 +94,12 @@ def _write_api_pages() -> None:
         names = sorted(getattr(module, "__all__", []), key=str.lower)
         doc = (module.__doc__ or "").strip().splitlines()
         lines = [f"# {title}: `cello1.{ns}`", "", doc[0] if doc else "", ""]
-        lines += ["```{eval-rst}", f".. module:: sc_cello1.{ns}", f".. currentmodule:: sc_cello1.{ns}", ""]
+        lines += [
+            "```{eval-rst}",
+            f".. module:: sc_cello1.{ns}",
+            f".. currentmodule:: sc_cello1.{ns}",
+            "",
+        ]
         if names:
             lines += [".. autosummary::", "   :toctree: ../generated/", "   :nosignatures:", ""]
             lines += [f"   {name}" for name in names]
@@ -100,7 +108,17 @@ def _write_api_pages() -> None:
         path = api / f"{ns}.md"
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-    index = ["# API", "", "```python", "import sc_cello1 as cello1", "```", "", "```{toctree}", ":maxdepth: 1", ""]
+    index = [
+        "# API",
+        "",
+        "```python",
+        "import sc_cello1 as cello1",
+        "```",
+        "",
+        "```{toctree}",
+        ":maxdepth: 1",
+        "",
+    ]
     index += list(_NAMESPACES) + ["settings", "```", ""]
     text = "\n".join(index)
     if not (api / "index.md").exists() or (api / "index.md").read_text() != text:
@@ -127,7 +145,6 @@ _copy_tutorials()
 # import Lightning); its methods are local functions that the typehints extension
 # cannot resolve, which is harmless.
 suppress_warnings = ["sphinx_autodoc_typehints.local_function"]
-
 
 
 # --- docstrings must be valid reStructuredText ---------------------------------------

@@ -56,10 +56,15 @@ def _training_corpus() -> list[str]:
 
     genes = "ACTB CD3E CD3D CD2 IL7R MS4A1 CD79A CD14 LYZ FCGR3A NKG7 GNLY PPBP MALAT1 B2M".split()
     types = ["B cell", "T cell", "NK cell", "CD14+ Mono", "FCGR3A+ Mono", "DC", "Platelet"]
-    text = [SYSTEM_MSG, "The cell is from a female at the 65-year-old stage, originating from the lung."]
+    text = [
+        SYSTEM_MSG,
+        "The cell is from a female at the 65-year-old stage, originating from the lung.",
+    ]
     text += [", ".join(genes[i:] + genes[:i]) for i in range(len(genes))]
     text += [" | ".join(types), "<think>reasoning</think>\n<answer>B cell | T cell</answer>"]
-    text += ["abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,;:!?'\"()[]{}<>/\\|-_+=*&^%$#@~`"]
+    text += [
+        "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,;:!?'\"()[]{}<>/\\|-_+=*&^%$#@~`"
+    ]
     return text * 3
 
 

@@ -232,8 +232,14 @@ def main(names: list[str]) -> None:
     for name in names or list(NOTEBOOKS):
         nb = nbformat.v4.new_notebook()
         nb.cells = NOTEBOOKS[name]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}})
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        client = NotebookClient(
+            nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
+        )
         client.execute()
         nbformat.write(nb, HERE / f"{name}.ipynb")
         print("wrote", HERE / f"{name}.ipynb")

@@ -307,7 +307,7 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def is_sequence(value: Any) -> bool:
-    """An iterable that is not a string or bytes."""
+    """Tell whether ``value`` is an iterable other than a string or bytes."""
     return not isinstance(value, str | bytes) and hasattr(value, "__iter__")
 
 

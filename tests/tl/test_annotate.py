@@ -90,7 +90,13 @@ def test_one_to_one_oracle_labels_every_cluster_and_records_everything():
     assert adata.obs["cello1_confidence"].tolist() == [1.0] * adata.n_obs
     uns = adata.uns["cello1"]
     assert set(uns) == {
-        "params", "candidates", "clusters", "votes", "unmatched", "reasoning", "puzzles"
+        "params",
+        "candidates",
+        "clusters",
+        "votes",
+        "unmatched",
+        "reasoning",
+        "puzzles",
     }
     assert uns["candidates"]["candidate_source"] == "user"
     assert len(uns["unmatched"]) == 0

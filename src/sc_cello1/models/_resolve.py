@@ -236,4 +236,3 @@ def resolve(
         files=dict(result.files),
         repo=spec.repo,
     )
-

@@ -102,6 +102,7 @@ def _progress(total: int, desc: str):
     # Shown only when the work takes more than a few seconds (large matrices).
     return progress_bar(total=total, desc=desc, unit="cells", delay=PROGRESS_DELAY)
 
+
 def _check_tie_order(tie_order: Any) -> str:
     """Reject a tie order other than ``"position"`` and ``"authors"``."""
     if not isinstance(tie_order, str) or tie_order not in TIE_ORDERS:

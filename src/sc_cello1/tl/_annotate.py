@@ -312,6 +312,17 @@ def annotate(
         raise ValueError(msg)
     use_ontology = check_ontology(ontology)
     model = check_model(model, backend, backend_kwargs)
+    if constrained and checked.candidates is not None and backend != "openai":
+        # the longest constrained answer must fit in max_new_tokens: checked with the
+        # tokenizer alone (or the backend object's), before any model loads
+        from sc_cello1.inference import AnswerConstraint, check_answer_budget
+
+        largest = min(max_cells_per_puzzle, len(checked.candidates), len(checked.clusters))
+        check_answer_budget(
+            model,
+            [AnswerConstraint(tuple(sorted(checked.candidates)), largest, unique=True)],
+            max_new_tokens=max_new_tokens,
+        )
 
     # -- 2. representative cells (reads adata only) ---------------------------------------
     rng = np.random.default_rng(seed)
@@ -491,8 +502,8 @@ def _propose(
     batch_size: int | None,
     cache_dir: Any,
 ) -> Any:
-    """The proposal stage: one question per representative cell, merged into candidates."""
-    from ._propose import propose_candidates, proposal_prompt
+    """Run the proposal stage: one question per representative cell, merged into candidates."""
+    from ._propose import proposal_prompt, propose_candidates
 
     obs_names = adata.obs_names.astype(str)
     questions = []

@@ -155,7 +155,7 @@ def check_candidates(candidates: Any) -> list[str] | None:
 
 
 def representation(adata: AnnData, use_rep: Any, X: Any, where: str) -> tuple[Any, str]:
-    """The matrix in which representative cells are chosen, and its description.
+    """Return the matrix in which representative cells are chosen, and its description.
 
     ``None``: ``obsm['X_pca']`` when present, else the expression matrix.
     """
@@ -197,7 +197,7 @@ def representation(adata: AnnData, use_rep: Any, X: Any, where: str) -> tuple[An
 def expression(
     adata: AnnData, *, layer: Any, use_raw: Any, gene_symbols: Any
 ) -> tuple[Any, list[str], str]:
-    """The expression matrix to rank genes in, its gene symbols, and a description."""
+    """Return the expression matrix to rank genes in, its gene symbols, and a description."""
     from sc_cello1._validate import check_nonnegative, expression_matrix, gene_names
 
     X, var_names, var = expression_matrix(adata, layer=layer, use_raw=use_raw)

@@ -222,7 +222,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     if result["candidates"]["candidate_source"] == "proposed":
         sys.stdout.write(f"proposed candidates: {', '.join(result['candidates']['names'])}\n")
     columns = ["label", "confidence", "votes", "n_asked", "runner_up", "margin", "n_unmatched"]
-    sys.stdout.write(result["clusters"][columns + ["n_cells"]].to_string() + "\n")
+    sys.stdout.write(result["clusters"][[*columns, "n_cells"]].to_string() + "\n")
     unmatched = result["unmatched"]
     if len(unmatched):
         top = unmatched.sort_values("count", ascending=False).head(10)

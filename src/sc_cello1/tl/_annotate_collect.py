@@ -40,7 +40,7 @@ class Collected:
 
 
 def _items_for_cells(record: Mapping[str, Any], n_cells: int) -> list[str | None]:
-    """The raw answer item given to each cell by position (``None``: the answer was short)."""
+    """Return the raw answer item given to each cell by position (``None``: a short answer)."""
     raw = [str(x) for x in (record.get("items") or [])]
     return [raw[i] if i < len(raw) else None for i in range(n_cells)]
 

@@ -53,7 +53,7 @@ class Plan:
 
 
 def describe(obj: Any) -> str:
-    """A short, stable text for a value recorded in ``uns`` (paths, callables, objects)."""
+    """Describe a value recorded in ``uns`` in short, stable text (paths, callables, objects)."""
     if isinstance(obj, str | os.PathLike):
         return os.fspath(obj)
     name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
@@ -102,8 +102,7 @@ def choose_cells(
         checked.rep, checked.codes, group_codes, n_samples=n_samples, rng=rng
     )
     rows = np.array(sorted({r for rows in reps.values() for r in rows}), dtype=np.int64)
-    kwargs = {} if tie_order == "position" else {"tie_order": tie_order}
-    top = top_gene_indices(checked.X, n_genes, rows=rows, **kwargs)
+    top = top_gene_indices(checked.X, n_genes, rows=rows, tie_order=tie_order)
     top_genes = {int(r): [checked.genes[j] for j in top[i]] for i, r in enumerate(rows)}
     has_cellxgene = any(f in adata.obs.columns for f in CONTEXT_FIELDS)
     return Cells(
@@ -172,7 +171,7 @@ def cell_context(
     context_fields: Any,
     has_cellxgene: bool,
 ) -> str:
-    """The context sentence of a one-cell question (the proposal stage)."""
+    """Return the context sentence of a one-cell question (the proposal stage)."""
     return context_for(
         adata.obs,
         [row],

@@ -253,12 +253,11 @@ def _pinned(model: Any, backend_name: str, cache_dir: Any, download: bool) -> An
 
 
 def _write_text(path: Path, text: str) -> None:
-    from sc_cello1.data._io import atomic_write
+    from sc_cello1._io import atomic_write
 
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    atomic_write(path, write)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def benchmark(

@@ -130,7 +130,7 @@ class NameMatcher:
                 )
 
     def term_of(self, name: str) -> str | None:
-        """The CL term ID a name maps to (``None`` without the ontology or without a match)."""
+        """Return the CL term ID a name maps to (``None`` without the ontology or a match)."""
         if not self.ontology:
             return None
         index, _, _ = ontology_index()

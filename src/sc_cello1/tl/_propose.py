@@ -43,7 +43,7 @@ MAX_NAME_LENGTH = 80
 
 
 def proposal_prompt(context: str, genes: Sequence[str]) -> str:
-    """The one-turn prompt asking for one cell's type (same layout as a CellPuzzle)."""
+    """Build the one-turn prompt asking for one cell's type (same layout as a CellPuzzle)."""
     from sc_cello1.data._prompts import CONTEXT_PREFIX, CONTEXT_SUFFIX, GENE_SEP
 
     cell = "Cell 1: " + GENE_SEP.join(genes)
@@ -51,7 +51,7 @@ def proposal_prompt(context: str, genes: Sequence[str]) -> str:
 
 
 def proposed_name(text: str) -> tuple[str, str]:
-    """The name a completion proposes, and why there is none (``""`` when there is one)."""
+    """Return the name a completion proposes, and why there is none (``""`` when there is one)."""
     from sc_cello1.metrics import extract_answer
 
     if "<answer>" not in text:
@@ -242,4 +242,3 @@ def propose_candidates(
         seconds=time.perf_counter() - start,
         n_from_cache=n_cached,
     )
-

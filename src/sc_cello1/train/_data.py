@@ -296,6 +296,7 @@ def write_outputs(
                 shutil.rmtree(target)
             os.replace(tmp / name, target)
         # Files of the other layout left by an earlier run would confuse loaders.
+        stale: tuple[str, ...]
         if is_peft and not merge:
             stale = ("config.json", "model.safetensors", "model.safetensors.index.json")
         else:

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sc_cello1._logging import logger, progress_disabled
 
@@ -747,17 +747,18 @@ def grpo(
     policy.train()
     module = grpo_module_class()(policy, tokenizer, cfg, reward_fn=reward_fn)
 
-    train_loader = DataLoader(
-        train_records,
+    # a list of records is a map-style dataset (DataLoader takes any sequence)
+    train_loader: DataLoader[Any] = DataLoader(
+        cast("Any", train_records),
         batch_size=cfg.puzzles_per_step,
         shuffle=True,
         collate_fn=_collate,
         drop_last=False,
     )
-    val_loader = None
+    val_loader: DataLoader[Any] | None = None
     if eval_records:
         val_loader = DataLoader(
-            eval_records, batch_size=max(cfg.puzzles_per_step, 8), collate_fn=_collate
+            cast("Any", eval_records), batch_size=max(cfg.puzzles_per_step, 8), collate_fn=_collate
         )
 
     callbacks = list(tkw.pop("callbacks", []) or [])
