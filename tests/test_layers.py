@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "sc_cello1"
 #: Floor of each top-level module or subpackage (higher may import lower, not back).
 FLOORS = {
     "_answer": 0,
+    "_io": 0,
     "_settings": 0,
     "_logging": 0,
     "_validate": 0,
@@ -71,6 +72,15 @@ def _floor(mod: str) -> int | None:
     return FLOORS.get(key, 6 if key.endswith("_cli") else None)
 
 
+#: Known exceptions, each with its reason (a new upward import still fails the test).
+ALLOWED_UP = {
+    # One download mechanism for weights and the public dataset (issue 13): the dataset
+    # fetch goes through the models downloader at call time. To remove: move the
+    # registry and downloader to a ground-floor module.
+    "sc_cello1.data._cellpuzzles -> sc_cello1.models._download",
+}
+
+
 def test_imports_only_go_down():
     modules = _modules()
     wrong = []
@@ -84,7 +94,7 @@ def test_imports_only_go_down():
                 # `from sc_cello1 import __version__`: tolerated until __version__ has a
                 # module of its own on the ground floor
                 continue
-            if there is None or there > here:
+            if (there is None or there > here) and f"{mod} -> {dep}" not in ALLOWED_UP:
                 wrong.append(f"{mod} -> {dep}")
     assert not wrong, "imports that go up a floor:\n" + "\n".join(sorted(wrong))
 

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._logging import logger
+# the package logger by name (``_logging`` reads these settings: no import cycle)
+logger = logging.getLogger("sc_cello1")
 
 _LEVELS = {
     "error": logging.ERROR,

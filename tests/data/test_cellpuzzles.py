@@ -89,7 +89,7 @@ def test_cellpuzzles_404_on_a_named_commit(hub, tmp_path):
 
 def test_cli_fetch_cellpuzzles(hub, tmp_path, capsys):
     cache = str(tmp_path / "cache")
-    assert main(["fetch", "cellpuzzles", "--mirror", hub.url, "--cache-dir", cache]) == 1
+    assert main(["fetch", "cellpuzzles", "--mirror", hub.url, "--cache-dir", cache]) == 2
     assert (
         "No revision of the dataset 'cellpuzzles' (ncbi/CellPuzzles) is pinned"
         in capsys.readouterr().err

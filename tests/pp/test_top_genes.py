@@ -475,10 +475,10 @@ def test_repeated_gene_names_are_kept_with_a_warning(caplog):
 
 
 def test_top_genes_progress_follows_the_setting(capsys, monkeypatch):
-    from sc_cello1.pp import _top_genes
+    from sc_cello1.pp import _top_genes_common
 
     a = _counts_with_names([f"G{i}" for i in range(20)])
-    monkeypatch.setattr(_top_genes, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_top_genes_common, "PROGRESS_DELAY", 0.0)
     cello1.pp.top_genes(a, n_genes=5, chunk_size=10)
     assert "top genes" in capsys.readouterr().err
     monkeypatch.setattr(cello1.settings, "progress", False)

@@ -38,7 +38,6 @@ from ._download import (
     RevisionNotFoundError,
     available,
     cached_revisions,
-    fetch,
     is_cached,
     manifest_path,
     model_dir,
@@ -46,7 +45,7 @@ from ._download import (
 from ._gguf import convert_gguf, smollm2_gguf_path
 from ._record import ResolvedModel
 from ._registry import HUB_URL, ModelSpec, register, registered_names, unregister
-from ._resolve import check_model, resolve
+from ._resolve import check_model, fetch, resolve
 
 __all__ = [
     "HUB_URL",

@@ -70,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from ._download import ModelDownloadError, ModelNotCachedError, fetch
+    from ._download import ModelDownloadError, ModelNotCachedError
+    from ._resolve import fetch
 
     try:
         path = fetch(

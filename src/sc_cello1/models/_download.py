@@ -88,8 +88,8 @@ def _no_revision_message(spec: ModelSpec) -> str:
         f"No revision of the {kind} {spec.name!r} ({spec.repo}) is pinned in sc-cello1: no "
         "commit of it could be checked against the hub when this version was made, and a "
         "guessed one would fail or mislead. Name the revision yourself: "
-        f"'{spec.name}@main' (`cello1 fetch {spec.name} --revision main`, or revision='main' "
-        "in Python) uses the hub's current commit, resolved once and recorded in the cache and "
+        f"'{spec.name}@main' (`cello1 fetch {spec.name} --revision main`, or the `revision` "
+        "argument in Python) uses the hub's current commit, resolved once and recorded in the cache and "
         f"in every result; '{spec.name}@<40-hex commit>' uses a commit you have checked."
     )
 
@@ -849,116 +849,6 @@ def spec_at(name: str, revision: str | None) -> ModelSpec:
         msg = f"{name!r} names a revision and revision={revision!r} another; give it once."
         raise ValueError(msg)
     return get_spec(f"{spec.name}@{revision}")
-
-
-def fetch(
-    name: str,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    mirror: str | None = None,
-    download: bool = True,
-    progress: bool | None = None,
-    verify: bool = False,
-) -> Path:
-    """Download a registered model (or dataset) once, verify it, and return its local folder.
-
-    Files come from ``{base_url}/{repo}/resolve/{revision}/{file}`` (pinned revision;
-    ``{base_url}/datasets/{repo}/...`` for a dataset) through pooch, into
-    ``<cache_dir>/models/<repo>/<revision>/`` (``datasets/`` for a dataset). Each file
-    streams to a hidden ``.part`` file (resumed where the server allows it) and only
-    appears under its own name once complete and verified, so an interrupted download is
-    never taken for a complete one. Where the registry knows a file's sha256, pooch
-    checks it; where it does not, the sha256 is recorded at first download in a manifest
-    beside the cache (``<revision>.manifest.json``, written atomically), with the file's
-    size and modification time. Every later load verifies every file: a file whose size
-    and modification time are those recorded at its last verification is taken as
-    verified without reading it (so a new session loads 15 GB of weights in well under a
-    second); any other file is hashed again, and a corrupted one is fetched again. When
-    the cache is complete, no request is made at all.
-
-    Parameters
-    ----------
-    name
-        A registered name: ``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
-        the dataset ``"cellpuzzles"``, or one added with :func:`register` (see
-        :func:`available`); ``"name@revision"`` names a revision (see ``revision``).
-    revision
-        The revision to fetch instead of the pinned one: a commit (40 hex digits), used
-        as is, or a moving name such as ``"main"``, resolved once to the commit the
-        server reports (its ``X-Repo-Commit`` header), which is what the cache, the
-        manifest and every result record. Offline, a moving name uses the commit it was
-        last resolved to in this cache. Required for ``"cellpuzzles"`` (no commit pinned).
-    cache_dir
-        Cache root; default ``cello1.settings.cache_dir`` (``$CELLO1_CACHE_DIR``).
-    mirror
-        Base URL of a server laid out like the hub (``<mirror>/<repo>/resolve/<revision>/<file>``).
-        Default: a model registered with its own ``base_url`` uses that; the others use
-        ``settings.mirror`` (``$CELLO1_MIRROR``) if set, else the hub. Given here, it
-        overrides both.
-    download
-        If ``False``, never make a request: fail unless the cache is complete.
-    progress
-        Show progress bars; default: when ``settings.verbosity`` is ``"info"`` or more.
-    verify
-        Hash every cached file again, even those unchanged since their last verification.
-
-    Returns
-    -------
-    The local folder, loadable with ``transformers.AutoModelForCausalLM.from_pretrained``
-    (for a model).
-
-    Raises
-    ------
-    ModelNotCachedError
-        Files are missing and ``download=False`` (a :class:`FileNotFoundError`).
-    RevisionNotFoundError
-        The server does not hold the revision (pinned or asked for); the message says how
-        to proceed (a :class:`ModelDownloadError`).
-    ModelDownloadError
-        The server could not be reached or a download failed (a :class:`ConnectionError`);
-        the message names ``CELLO1_MIRROR`` and the files still needed.
-    ValueError
-        A downloaded file does not match its known hash (the message names the file and
-        both hashes), ``name`` is not registered, or no revision is pinned and none given.
-
-    Examples
-    --------
-    >>> import sc_cello1 as cello1
-    >>> path = cello1.models.fetch("cell-o1")  # doctest: +SKIP
-    >>> sorted(p.name for p in path.iterdir())[:2]  # doctest: +SKIP
-    ['added_tokens.json', 'config.json']
-    >>> path = cello1.models.fetch("cellpuzzles", revision="main")  # doctest: +SKIP
-    """
-    spec = spec_at(name, revision)
-    if not isinstance(verify, bool):
-        msg = f"verify must be True or False, got {verify!r}."
-        raise TypeError(msg)
-    _checked_revision(spec)
-    if spec.gguf_fallback:
-        from ._resolve import resolve
-
-        target = (
-            spec.name
-            if spec.revision == get_spec(spec.name).revision
-            else f"{spec.name}@{spec.revision}"
-        )
-        return resolve(
-            target,
-            download=download,
-            cache_dir=cache_dir,
-            mirror=mirror,
-            progress=progress,
-            verify=verify,
-        ).path
-    return fetch_spec(
-        spec,
-        cache_dir=cache_dir,
-        mirror=mirror,
-        download=download,
-        progress=progress,
-        verify=verify,
-    ).path
 
 
 def _cached_as(spec: ModelSpec, cache_dir: str | os.PathLike | None) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .._logging import log_elapsed, logger, progress_bar
+from .._logging import log_elapsed, logger
 from .._validate import (
     _is_backed_sparse,
     _names_source,
@@ -20,20 +20,12 @@ from .._validate import (
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: Rows (columns for CSC matrices) read and processed at a time.
-DEFAULT_CHUNK_SIZE = 2048
-
-#: Seconds of work before the progress bar of :func:`top_genes` appears.
-PROGRESS_DELAY = 2.0
-
-#: dtype of the returned gene positions.
-INDEX_DTYPE = np.int32
-
-#: The tie orders :func:`top_gene_indices` knows.
-TIE_ORDERS = ("position", "authors")
-
-#: Bytes of one dense block (its values and numpy's int64 positions) in ``tie_order="authors"``.
-_AUTHORS_BLOCK_BYTES = 16 << 20
+from ._top_genes_common import (
+    DEFAULT_CHUNK_SIZE,
+    INDEX_DTYPE,
+    TIE_ORDERS,
+    _progress,
+)
 
 
 def _as_kernel_values(a: np.ndarray) -> np.ndarray:
@@ -96,11 +88,6 @@ def _csr_top(m, data, rows, n, out, kernels) -> None:
             again,
         )
         out[bad] = fixed
-
-
-def _progress(total: int, desc: str):
-    # Shown only when the work takes more than a few seconds (large matrices).
-    return progress_bar(total=total, desc=desc, unit="cells", delay=PROGRESS_DELAY)
 
 
 def _check_tie_order(tie_order: Any) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from .._validate import _is_backed_sparse
-from ._top_genes import _AUTHORS_BLOCK_BYTES, DEFAULT_CHUNK_SIZE, INDEX_DTYPE, _progress
+from ._top_genes_common import _AUTHORS_BLOCK_BYTES, DEFAULT_CHUNK_SIZE, INDEX_DTYPE, _progress
 
 #: Bytes of sparse rows gathered per pass over a backed CSC file.
 _CSC_PASS_BYTES = 256 << 20
