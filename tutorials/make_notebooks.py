@@ -170,22 +170,18 @@ except ValueError as e:
 ## Without a candidate list
 
 With `candidates=None` (the default) a first stage asks the model, per representative
-cell, for the cell type in free text; the names are normalised and merged into the
-candidate list of the puzzle stage. A curated list is better where you have one.
+cell, for the cell type in free text, answered in `<answer>` tags; the names are
+normalised and merged into the candidate list of the puzzle stage. A curated list is
+better where you have one. SmolLM2-135M does not follow the answer format, so here the
+stage ends with an error that says why (with `model="cell-o1"` it gives the candidates);
+with `cache_dir` its answers are kept for a rerun.
 """),
     code("""
-cello1.tl.annotate(
-    adata,
-    groupby="leiden",
-    model="smollm2-135m",
-    use_raw=True,
-    n_samples=3,
-    max_new_tokens=96,
-    key_added="cello1_free",
-    seed=0,
-)
-uns = adata.uns["cello1_free"]
-uns["candidates"]["names"], uns["proposals"][["cluster", "sample", "answer", "name", "unusable"]].head(8)
+try:
+    cello1.tl.annotate(adata, groupby="leiden", model="smollm2-135m", use_raw=True,
+                       n_samples=1, max_new_tokens=24, key_added="cello1_free", seed=0)
+except RuntimeError as e:
+    print(e)
 """),
     md("""
 ## With a curated list

@@ -104,7 +104,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``cello1`` argument parser with every registered subcommand."""
-    from sc_cello1 import __version__
+    from sc_cello1._version import __version__
 
     parser = _Parser(
         prog="cello1",

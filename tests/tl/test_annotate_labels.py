@@ -22,15 +22,6 @@ needs_ontology = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def broken_model_dir(tmp_path):
-    """A model folder that passes the cheap path check but fails loudly if loaded."""
-    folder = tmp_path / "broken-model"
-    folder.mkdir()
-    (folder / "config.json").write_text("{ this is not json")
-    return folder
-
-
 def permutation_oracle(markers):
     """Names each cell by its marker, but uses each candidate at most once per puzzle
     (as Cell-o1 was trained to); a cell whose type is taken gets an unused candidate."""
@@ -254,12 +245,12 @@ def test_use_rep_chooses_the_representative_cell():
         )
 
 
-def test_integer_groupby_with_many_values_is_rejected_before_loading(broken_model_dir):
+def test_integer_groupby_with_many_values_is_rejected_before_loading(broken_model):
     adata, _ = marker_adata(2, per=60)
     adata.obs["n_genes"] = np.arange(adata.n_obs)
     before = adata.copy()
     with pytest.raises(ValueError, match="distinct values"):
-        cello1.tl.annotate(adata, groupby="n_genes", candidates=TYPES[:2], model=broken_model_dir)
+        cello1.tl.annotate(adata, groupby="n_genes", candidates=TYPES[:2], model=broken_model)
     pd.testing.assert_frame_equal(adata.obs, before.obs)
 
 

@@ -23,14 +23,7 @@ if TYPE_CHECKING:
     ContextSource = str | Callable[[pd.Series], str] | None
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        msg = f"{name}={value!r} must be an integer."
-        raise TypeError(msg)
-    if value < minimum:
-        msg = f"{name}={value!r} must be at least {minimum}."
-        raise ValueError(msg)
-    return int(value)
+from sc_cello1._validate import check_int as _check_int
 
 
 def _check_sizes(n_cells: int | Sequence[int]) -> tuple[int, int]:

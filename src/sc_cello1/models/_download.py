@@ -239,7 +239,7 @@ def sha256_file(path: str | os.PathLike, *, progress: bool = False, force: bool 
 
 
 def _headers(url: str) -> dict[str, str]:
-    from sc_cello1 import __version__
+    from sc_cello1._version import __version__
 
     headers = {"User-Agent": f"sc-cello1/{__version__}", "Accept-Encoding": "identity"}
     token = os.environ.get("HF_TOKEN")

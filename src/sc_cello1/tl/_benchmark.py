@@ -337,7 +337,7 @@ def benchmark(
     ... )  # doctest: +SKIP
     >>> print(result.summary())  # doctest: +SKIP
     """
-    from sc_cello1 import __version__
+    from sc_cello1._version import __version__
     from sc_cello1.data import SPLITS, cellpuzzles, leakage
     from sc_cello1.data._prompts import PROMPT_VERSION
     from sc_cello1.inference import get_backend

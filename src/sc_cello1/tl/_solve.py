@@ -275,8 +275,8 @@ def solve(
     >>> records = cello1.tl.solve(puzzles, model="cell-o1", cache_dir="runs/cache")  # doctest: +SKIP
     >>> cello1.metrics.evaluate([r["text"] for r in records], puzzles)  # doctest: +SKIP
     """
-    from sc_cello1 import __version__
     from sc_cello1._answer import one_each
+    from sc_cello1._version import __version__
     from sc_cello1.data import PROMPT_STYLES, PROMPT_VERSION
     from sc_cello1.inference import AnswerConstraint, Backend, check_answer_budget, get_backend
     from sc_cello1.inference._base import check_sampling

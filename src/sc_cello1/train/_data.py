@@ -315,13 +315,13 @@ def training_info(
     kind: str, source: ModelSource, config: Any, n_puzzles: int, **extra: Any
 ) -> dict[str, Any]:
     """Build the training record written to ``cello1_train.json``."""
-    import sc_cello1
+    from sc_cello1._version import __version__
 
     return {
         "trainer": kind,
         "base_model": source.provenance(),
         "config": config.to_dict(),
         "n_puzzles": n_puzzles,
-        "sc_cello1_version": sc_cello1.__version__,
+        "sc_cello1_version": __version__,
         **extra,
     }
