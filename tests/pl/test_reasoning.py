@@ -32,7 +32,7 @@ def test_reasoning_view_text_html_and_figure(annotated, tmp_path):
     assert view.label == ("" if label != label else str(label))
     text = str(view)
     assert text.startswith(f"Cluster {cluster}: ")
-    assert f"Cell {view.cell} of 4" in text
+    assert f"Cell {view.cell} of {len(view.clusters)}" in text  # puzzles hold 2+ clusters
     html = view._repr_html_()
     assert "<pre" in html and "Match the cells above" in html
     out = tmp_path / "reasoning.png"
