@@ -27,6 +27,8 @@ def test_annotate_with_vllm_end_to_end_on_pbmc68k(pbmc68k, tiny_qwen2):
         n_samples=2,
         max_new_tokens=600,
         constrained=True,
+        one_to_one=True,  # bulk_labels: clusters and types match; the trained layout
+        ontology=False,
         backend_kwargs={"max_model_len": MAX_MODEL_LEN, **ENGINE_KWARGS},
     )
     assert list(adata.obs.columns) == [*obs_before, "cello1", "cello1_confidence"]
