@@ -33,7 +33,15 @@ t_tests=$(date +%s)
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
 export VLLM_TARGET_DEVICE=cpu
 rc=0
-"$VENV/bin/python" -m pytest -p no:cacheprovider -m vllm tests "$@" || rc=$?
+# GRPO's colocated engine runs in a process of its own: vLLM keeps process-wide parallel
+# state, and an engine of the inference tests shut down earlier in the same process leaves
+# it uninitialised ("pipeline model parallel group is not initialized").
+"$VENV/bin/python" -m pytest -p no:cacheprovider -m vllm tests --ignore=tests/train/test_grpo_vllm.py "$@" || rc=$?
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]; then
+  rc2=0
+  "$VENV/bin/python" -m pytest -p no:cacheprovider -m vllm tests/train/test_grpo_vllm.py "$@" || rc2=$?
+  if [ "$rc2" -ne 0 ] && [ "$rc2" -ne 5 ]; then rc=$rc2; fi
+fi
 echo "vllm-check: tests done in $(( $(date +%s) - t_tests )) s (total $(( $(date +%s) - start )) s)"
 if [ "$rc" -eq 5 ]; then
   echo "vllm-check: no vllm test was selected (pytest exit 5); not a failure"
