@@ -138,3 +138,121 @@ class TransformersServe:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+#: The faults :class:`FaultyChatServer` injects.
+FAULT_KINDS = ("503", "429", "drop", "stall")
+
+
+def first_candidates_answer(body: dict) -> str:
+    """A CellPuzzles-trained model's answer: the listed candidates, in the listed order."""
+    from tests.tl._annotate_backends import puzzle_of
+
+    _, genes, candidates = puzzle_of(body["messages"])
+    labels = [candidates[k % len(candidates)] for k in range(len(genes))]
+    return "<think>scripted</think>\n<answer>" + " | ".join(labels) + "</answer>"
+
+
+class FaultyChatServer:
+    """A chat-completions endpoint on 127.0.0.1 that fails a share of requests.
+
+    Each request fails with probability ``rate`` (seeded, so a run is reproducible), as
+    one of ``kinds``: ``"503"``, ``"429"`` (with ``Retry-After: 0``), ``"drop"`` (the
+    connection closed without an answer) or ``"stall"`` (no answer for ``stall``
+    seconds, longer than the client's timeout). A request whose last message contains
+    ``always_fail`` answers 503 every time. ``delay`` seconds pass before every answer.
+    Otherwise it answers ``answer(body)`` (default: :func:`first_candidates_answer`).
+    ``requests`` counts requests, ``answered`` the 200 answers.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float = 0.0,
+        seed: int = 0,
+        kinds: tuple[str, ...] = FAULT_KINDS,
+        always_fail: str | None = None,
+        stall: float = 1.0,
+        delay: float = 0.0,
+        answer=first_candidates_answer,
+        raw_body: bytes | None = None,
+    ) -> None:
+        import random
+
+        self.rng = random.Random(seed)
+        self.requests = 0
+        self.answered = 0
+        self.faults: dict[str, int] = dict.fromkeys(kinds, 0)
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # silence
+                pass
+
+            def _send(self, status: int, data: bytes, headers: dict | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.requests += 1
+                    fault = None
+                    if rate and outer.rng.random() < rate:
+                        fault = outer.rng.choice(kinds)
+                        outer.faults[fault] += 1
+                if always_fail and always_fail in body["messages"][-1]["content"]:
+                    fault = "503"
+                if delay:
+                    time.sleep(delay)
+                if fault == "503":
+                    self._send(503, b'{"error": "busy"}')
+                elif fault == "429":
+                    self._send(429, b'{"error": "slow down"}', {"Retry-After": "0"})
+                elif fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                elif fault == "stall":
+                    time.sleep(stall)
+                    self.close_connection = True
+                else:
+                    if raw_body is not None:
+                        data = raw_body
+                    else:
+                        message = {"role": "assistant", "content": answer(body)}
+                        data = json.dumps(
+                            {
+                                "choices": [
+                                    {"index": 0, "message": message, "finish_reason": "stop"}
+                                ],
+                                "usage": {"completion_tokens": 9},
+                            }
+                        ).encode()
+                    with outer.lock:
+                        outer.answered += 1
+                    self._send(200, data)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultyChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -63,12 +63,13 @@ def test_backs_off_without_retry_after(caplog):
     with FlakyChatServer(fail_first=1, status=503) as srv:
         b = OpenAIBackend("m", base_url=srv.url, max_retries=1)
         start = time.perf_counter()
-        with caplog.at_level("WARNING", logger="sc_cello1"):
+        with caplog.at_level("INFO", logger="sc_cello1"):
             b.generate(MSG)
         elapsed = time.perf_counter() - start
     assert len(srv.requests) == 2 and b.n_retries == 1
     assert elapsed >= 0.5 * 0.75  # the first back-off: 0.5 s less at most 25 % jitter
     assert "HTTP 503" in caplog.text and "retry 1/1" in caplog.text
+    assert {r.levelname for r in caplog.records if "retry" in r.getMessage()} == {"INFO"}
 
 
 def test_gives_up_after_max_retries():

@@ -26,6 +26,7 @@ KEYS = {
     "candidates",
     "finish_reason",
     "n_tokens",
+    "cut",
 }
 
 

@@ -8,16 +8,18 @@ also works where an event loop is already running (Jupyter).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any
+from collections.abc import Generator, Sequence
+from typing import Any, cast
 
 from sc_cello1._logging import logger, progress_bar
+from sc_cello1._secrets import redact, redact_text, secret_values, strip_url_credentials
 
 from ._base import DEFAULT_MAX_NEW_TOKENS, AnswerConstraint, Generation, check_generate_args
+from ._pool import run_each
 
 _INSTALL = "pip install 'sc-cello1[openai]'"
 
@@ -93,7 +95,9 @@ class OpenAIBackend:
             msg = "The openai backend needs base_url= (e.g. 'http://127.0.0.1:8000/v1') or OPENAI_BASE_URL."
             raise ValueError(msg)
         if not base_url.startswith(("http://", "https://")):
-            msg = f"base_url={base_url!r} must start with http:// or https://."
+            msg = (
+                f"base_url={strip_url_credentials(base_url)!r} must start with http:// or https://."
+            )
             raise ValueError(msg)
         for name, value in (("max_concurrency", max_concurrency), ("max_retries", max_retries + 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -115,25 +119,30 @@ class OpenAIBackend:
             e.add_note(f"The openai backend needs the openai client: {_INSTALL}")
             raise
         self.model_name = model
-        self.base_url = base_url.rstrip("/")
+        # the client gets the URL as given (credentials included); everything shown or
+        # stored gets the stripped one
+        self._url = base_url.rstrip("/")
+        self.base_url = strip_url_credentials(self._url)
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self.extra_body = dict(extra_body or {})
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self._secrets = [s for s in (key, *secret_values(self.extra_body)) if s]
         self._lock = threading.Lock()
         self._local = threading.local()
         self.n_requests = 0
         self.n_retries = 0
         self._no_key = not key
         self._client = openai.OpenAI(
-            base_url=self.base_url,
+            base_url=self._url,
             # without a key (a local server) the client needs a placeholder; _count drops it
             api_key=key or "no-key",
             timeout=openai.Timeout(self.timeout, connect=min(30.0, self.timeout)),
             max_retries=max_retries,
             http_client=openai.DefaultHttpxClient(
-                event_hooks={"request": [self._count], "response": [self._report]}
+                transport=_logging_transport(self, max_concurrency),
+                event_hooks={"request": [self._count], "response": [self._report]},
             ),
         )
 
@@ -149,25 +158,32 @@ class OpenAIBackend:
         with self._lock:
             self.n_requests += 1
 
-    def _report(self, response: Any) -> None:
-        """Log a response the client will retry (an httpx response hook)."""
+    def _will_retry(self, cause: str) -> None:
+        """Log, at info, that the client retries the current request and why."""
         attempt = getattr(self._local, "attempts", 1)
-        if _retried_status(response.status_code) and attempt <= self.max_retries:
-            logger.warning(
-                "request failed (HTTP %d); retry %d/%d",
-                response.status_code,
-                attempt,
-                self.max_retries,
+        if attempt <= self.max_retries:
+            logger.info(
+                "request failed (%s); retry %d/%d", self._redact(cause), attempt, self.max_retries
             )
 
+    def _report(self, response: Any) -> None:
+        """Log a response the client will retry (an httpx response hook)."""
+        if _retried_status(response.status_code):
+            after = response.headers.get("retry-after")
+            extra = f", Retry-After {after}" if after else ""
+            self._will_retry(f"HTTP {response.status_code}{extra}")
+
+    def _redact(self, text: str) -> str:
+        return redact_text(text, self._secrets)
+
     def provenance(self) -> dict[str, Any]:
-        """Return the backend name, model name and server URL (never the key)."""
+        """Return the backend name, model name and server URL (never a key or password)."""
         return {
             "backend": self.name,
             "model": self.model_name,
             "revision": "",
             "base_url": self.base_url,
-            "extra_body": self.extra_body,
+            "extra_body": redact(self.extra_body),
         }
 
     def close(self) -> None:
@@ -181,7 +197,11 @@ class OpenAIBackend:
         self.close()
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send one chat completion request; return the response's JSON."""
+        """Send one chat completion request; return the response's JSON.
+
+        Raises :class:`RequestError` when the request failed after the client's retries
+        or the server answered something that is not a chat completion.
+        """
         import openai
 
         url = f"{self.base_url}/chat/completions"
@@ -190,23 +210,27 @@ class OpenAIBackend:
             raw = self._client.chat.completions.with_raw_response.create(
                 **payload, extra_body=self.extra_body or None
             )
-            return raw.http_response.json()
+            body = raw.http_response.text
         except openai.APIStatusError as e:
             status = e.status_code
             if not _retried_status(status):
-                msg = f"{url} answered HTTP {status}: {e.response.text[:500]}"
-                raise RuntimeError(msg) from e
+                msg = f"{url} answered HTTP {status}: {self._redact(e.response.text[:500])}"
+                raise RequestError(msg) from None
             error = f"HTTP {status}"
-            cause: BaseException = e
         except openai.APIConnectionError as e:
             cause = e.__cause__ or e
-            error = f"{type(cause).__name__}: {cause}"
+            error = f"{type(cause).__name__}: {self._redact(str(cause))}"
+        else:
+            return _completion_json(body, url)
         finally:
             attempts = self._local.attempts
             with self._lock:
                 self.n_retries += max(0, attempts - 1)
-        msg = f"{url} failed after {attempts} attempts (last: {error})."
-        raise RuntimeError(msg) from cause
+        msg = (
+            f"{url} failed after {attempts} attempts (last: {error}); raise max_retries= or "
+            "timeout= if the server is only slow or busy."
+        )
+        raise RequestError(msg)
 
     @staticmethod
     def _parse(response: dict[str, Any]) -> Generation:
@@ -223,7 +247,7 @@ class OpenAIBackend:
             n_tokens=int(usage.get("completion_tokens") or 0),
         )
 
-    def generate(
+    def generate_each(
         self,
         messages: list[list[dict[str, str]]],
         *,
@@ -232,11 +256,13 @@ class OpenAIBackend:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         seed: int | None = None,
         constraints: Sequence[AnswerConstraint | None] | None = None,
-    ) -> list[list[Generation]]:
-        """Generate ``n`` completions per conversation; see :class:`~sc_cello1.inference.Backend`.
+    ) -> Generator[tuple[int, list[Generation] | BaseException], None, None]:
+        """Yield ``(prompt index, its n completions or the error)`` as each prompt finishes.
 
-        ``constraints`` cannot be expressed portably over this API and are ignored
-        (with a log message); the repair step of :func:`~sc_cello1.tl.solve` still applies.
+        The same arguments as :meth:`generate`. A prompt whose request failed after the
+        client's retries is yielded with its :class:`RequestError` and the others go on.
+        Closing the iterator (or Ctrl-C while it waits) returns at once: requests not
+        sent yet are cancelled; one in flight finishes in the background, unread.
         """
         check_generate_args(
             messages,
@@ -261,21 +287,127 @@ class OpenAIBackend:
                 if seed is not None:
                     payload["seed"] = seed + j
                 jobs.append((i, j, payload))
-        out: list[list[Generation | None]] = [[None] * n for _ in messages]
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            futures = {pool.submit(self._post, p): (i, j) for i, j, p in jobs}
-            bar = progress_bar(
-                total=len(futures), desc="requests", disable=len(futures) < 2, leave=False
+        parts: dict[int, list[Generation | None]] = {}
+        failed: set[int] = set()
+        results = run_each(
+            lambda job: self._parse_checked(self._post(job[2])),
+            jobs,
+            max_workers=self.max_concurrency,
+        )
+        try:
+            for k, gen, error in results:
+                i, j, _ = jobs[k]
+                if i in failed:
+                    continue
+                if error is not None:
+                    failed.add(i)
+                    parts.pop(i, None)
+                    yield i, error
+                    continue
+                slots = parts.setdefault(i, [None] * n)
+                slots[j] = gen
+                if all(g is not None for g in slots):
+                    del parts[i]
+                    yield i, cast("list[Generation]", slots)
+        finally:
+            results.close()
+
+    def _parse_checked(self, response: dict[str, Any]) -> Generation:
+        try:
+            return self._parse(response)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            text = self._redact(json.dumps(response)[:300])
+            msg = (
+                f"{self.base_url}/chat/completions answered HTTP 200 without a chat completion "
+                f"(no choices[0].message; {type(e).__name__}: {e}): {text}"
             )
+            raise RequestError(msg) from None
+
+    def generate(
+        self,
+        messages: list[list[dict[str, str]]],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        seed: int | None = None,
+        constraints: Sequence[AnswerConstraint | None] | None = None,
+    ) -> list[list[Generation]]:
+        """Generate ``n`` completions per conversation; see :class:`~sc_cello1.inference.Backend`.
+
+        ``constraints`` cannot be expressed portably over this API and are ignored
+        (with a log message); the repair step of :func:`~sc_cello1.tl.solve` still applies.
+        The first request that fails after the client's retries raises
+        :class:`RequestError` (use :meth:`generate_each` to keep the others).
+        """
+        out: list[list[Generation] | None] = [None] * len(messages)
+        bar = progress_bar(
+            total=len(messages), desc="requests", disable=len(messages) * n < 2, leave=False
+        )
+        it = self.generate_each(
+            messages,
+            n=n,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            constraints=constraints,
+        )
+        try:
+            for i, gens in it:
+                if isinstance(gens, BaseException):
+                    raise gens
+                out[i] = gens
+                bar.update()
+        finally:
+            it.close()
+            bar.close()
+        return cast("list[list[Generation]]", out)
+
+
+class RequestError(RuntimeError):
+    """A chat completion request that failed after the client's retries, or a bad answer."""
+
+
+def _completion_json(body: str, url: str) -> dict[str, Any]:
+    """Return the JSON object of a 200 answer; raise :class:`RequestError` for anything else."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        msg = (
+            f"{url} answered HTTP 200 with a body that is not JSON ({body[:200]!r}); check that "
+            "base_url is the root of an OpenAI-compatible API (it usually ends in /v1)."
+        )
+        raise RequestError(msg) from None
+    if not isinstance(data, dict):
+        msg = f"{url} answered HTTP 200 with JSON that is not an object: {body[:200]!r}"
+        raise RequestError(msg)
+    return data
+
+
+def _logging_transport(backend: OpenAIBackend, max_concurrency: int) -> Any:
+    """Make an httpx transport that logs, at info, each connection error or timeout retried."""
+    httpx = _httpx()
+
+    class _Transport(httpx.HTTPTransport):  # type: ignore[name-defined,misc]
+        def handle_request(self, request: Any) -> Any:
             try:
-                for fut in as_completed(futures):
-                    i, j = futures[fut]
-                    out[i][j] = self._parse(fut.result())
-                    bar.update()
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
+                return super().handle_request(request)
+            except httpx.TransportError as e:
+                backend._will_retry(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
                 raise
-            finally:
-                bar.close()
-        return out  # type: ignore[return-value]
+
+    limits = httpx.Limits(
+        max_connections=max(100, max_concurrency),
+        max_keepalive_connections=max(20, max_concurrency),
+    )
+    return _Transport(limits=limits)
+
+
+def _httpx() -> Any:
+    """Return the HTTP library of the installed ``openai`` client (``httpx``, or ``httpx2``)."""
+    import importlib
+
+    import openai
+
+    base = next(c for c in openai.DefaultHttpxClient.__mro__ if c.__name__ == "Client")
+    return importlib.import_module(base.__module__.split(".")[0])

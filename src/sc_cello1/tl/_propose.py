@@ -94,51 +94,36 @@ def ask(
     Returns the generations (``text``, ``finish_reason``, ``n_tokens``) and how many
     came from the cache.
     """
-    from tqdm.auto import tqdm
-
-    from sc_cello1._logging import progress_disabled
-
-    from ._solve import _Cache, _gen_to_dict, _jsonable, cache_key
+    from ._solve import _jsonable
+    from ._solve_run import cache_key, failure_error, key_settings, run_cached
 
     prov = _jsonable(runner.provenance())
-    settings = {
-        "provenance": {k: v for k, v in prov.items() if k not in ("path", "device")},
-        "stage": PROPOSAL_PROMPT_VERSION,
-        "temperature": float(temperature),
-        "max_new_tokens": max_new_tokens,
-        "seed": seed,
-    }
+    settings = key_settings(
+        prov,
+        stage=PROPOSAL_PROMPT_VERSION,
+        temperature=float(temperature),
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
     messages = [[{"role": "user", "content": p}] for p in prompts]
     keys = [cache_key(m, settings) for m in messages]
-    cache = _Cache(cache_dir) if cache_dir is not None else None
-    done: dict[int, dict[str, Any]] = {}
-    if cache is not None:
-        for i, k in enumerate(keys):
-            hit = cache.get(k)
-            if hit:
-                done[i] = hit[0]
-    n_cached = len(done)
-    todo = [i for i in range(len(prompts)) if i not in done]
-    with tqdm(total=len(todo), desc=desc, unit="question", disable=progress_disabled()) as bar:
-        for b in range(0, len(todo), batch_size):
-            chunk = todo[b : b + batch_size]
-            gens = runner.generate(
-                [messages[i] for i in chunk],
-                n=1,
-                temperature=temperature,
-                max_new_tokens=max_new_tokens,
-                seed=seed + b,
-                constraints=None,
-            )
-            if len(gens) != len(chunk) or any(len(g) != 1 for g in gens):
-                msg = f"backend {type(runner).__name__} returned the wrong number of completions."
-                raise RuntimeError(msg)
-            for i, g in zip(chunk, gens, strict=True):
-                entry = _gen_to_dict(g[0])
-                if cache is not None:
-                    cache.put(keys[i], [entry])
-                done[i] = entry
-            bar.update(len(chunk))
+    outcome = run_cached(
+        messages,
+        keys,
+        runner,
+        n=1,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        desc=desc,
+        unit="question",
+    )
+    if outcome.failed:
+        raise failure_error(outcome, len(prompts), cache_dir, unit="question")
+    done = {i: g[0] for i, g in outcome.done.items()}
+    n_cached = outcome.n_from_cache
     return [done[i] for i in range(len(prompts))], n_cached
 
 

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import time
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sc_cello1._io import atomic_write
-from sc_cello1._logging import logger, progress_bar
+from sc_cello1._logging import logger
+from sc_cello1._secrets import redact
+
+from ._solve_run import (
+    CACHE_VERSION,
+    Cache,
+    SolveError,
+    cache_key,
+    check_cache_dir,
+    failure_error,
+    gen_to_dict,
+    key_settings,
+    run_cached,
+)
 
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
-    from sc_cello1.inference import Backend, Generation
+    from sc_cello1.inference import Backend
     from sc_cello1.models import ResolvedModel
 
-#: Version of the cache entry layout (part of every cache key).
-CACHE_VERSION = 1
+__all__ = ["CACHE_VERSION", "SolveError", "SolveResult", "cache_key", "solve"]
 
 # Prompts per generate call when ``batch_size`` is not given, by backend.
 _DEFAULT_BATCH = {"transformers": 8, "vllm": 1024, "openai": 64}
@@ -83,50 +91,22 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
-def cache_key(messages: list[dict[str, str]], settings: Mapping[str, Any]) -> str:
-    """Hash one puzzle into its cache key: prompt messages, model provenance, sampling settings."""
-    blob = json.dumps(
-        {"v": CACHE_VERSION, "messages": messages, **settings}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
+_Cache = Cache  # the names the proposal stage imports
+_gen_to_dict = gen_to_dict
+
+#: Characters of a completion kept in the records (head and tail, the answer at the end
+#: always parsed from the whole text first); longer ones are cut in the middle and the
+#: record's ``cut`` says how many characters went.
+MAX_COMPLETION_CHARS = 100_000
 
 
-class _Cache:
-    """One JSON file per puzzle (all its samples), written atomically."""
-
-    def __init__(self, directory: str | os.PathLike) -> None:
-        self.dir = Path(directory).expanduser()
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str) -> Path:
-        return self.dir / f"{key}.json"
-
-    def get(self, key: str) -> list[dict[str, Any]] | None:
-        path = self._path(key)
-        if not path.is_file():
-            return None
-        try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            logger.warning("unreadable cache entry %s; recomputing it", path)
-            return None
-        if not isinstance(entry, dict) or entry.get("key") != key or not entry.get("complete"):
-            return None
-        return entry["generations"]
-
-    def put(self, key: str, generations: list[dict[str, Any]]) -> None:
-        entry = {"key": key, "complete": True, "generations": generations}
-        with atomic_write(self._path(key), fsync=True) as f:
-            json.dump(entry, f)
-
-
-def _gen_to_dict(g: Generation) -> dict[str, Any]:
-    return {
-        "text": g.text,
-        "reasoning": g.reasoning,
-        "finish_reason": g.finish_reason,
-        "n_tokens": g.n_tokens,
-    }
+def _cap(text: str | None, limit: int = MAX_COMPLETION_CHARS) -> tuple[str | None, int]:
+    if text is None or len(text) <= limit:
+        return text, 0
+    cut = len(text) - limit
+    head = limit // 2
+    marker = f"\n[... {cut} characters cut by sc_cello1 ...]\n"
+    return text[:head] + marker + text[len(text) - (limit - head) :], cut
 
 
 def _record(
@@ -154,6 +134,11 @@ def _record(
     answer = extract_answer(text)
     items = split_items(answer)
     cands = puzzle.candidates
+    valid = is_valid_format(text)
+    kept, cut = _cap(text)
+    text = kept or ""
+    content = _cap(content)[0] or ""
+    reasoning, _ = _cap(reasoning)
     return {
         "puzzle": index,
         "sample": sample,
@@ -162,7 +147,7 @@ def _record(
         "reasoning": reasoning,
         "answer": answer,
         "items": items,
-        "valid_format": is_valid_format(text),
+        "valid_format": valid,
         "is_permutation": is_permutation(items, cands),
         "repaired": repair_items(items, cands, n_items=puzzle.n_cells, unique=unique)
         if repair
@@ -172,6 +157,7 @@ def _record(
         "candidates": list(cands),
         "finish_reason": gen.get("finish_reason"),
         "n_tokens": gen.get("n_tokens", 0),
+        "cut": cut,
     }
 
 
@@ -192,6 +178,7 @@ def solve(
     batch_size: int | None = None,
     backend_kwargs: Mapping[str, Any] | None = None,
     n_samples: int | None = None,
+    skip_failed: bool = False,
 ) -> SolveResult:
     r"""Ask a model to solve CellPuzzles; one record per puzzle and sample.
 
@@ -247,13 +234,18 @@ def solve(
     cache_dir
         Folder for the resumable cache (created if needed); ``None``: no cache.
     batch_size
-        Prompts per generate call (and per cache commit). Default: 8 for transformers,
+        Prompts per generate call. Default: 8 for transformers,
         1024 for vLLM, 64 for openai.
     backend_kwargs
         Passed to :func:`~sc_cello1.inference.get_backend` (``device_map``, ``dtype``,
         ``tensor_parallel_size``, ``base_url``, ``api_key``...).
     n_samples
         Deprecated name of ``num_generations`` (warns; removed in the next release).
+    skip_failed
+        ``False``: when puzzles fail (a request that failed after the client's retries),
+        the others still run and are kept, and one :class:`SolveError` at the end says
+        how many failed, which, and how to go on. ``True``: return the records of the
+        answered puzzles only, with a warning; ``provenance["failed"]`` lists the others.
 
     Returns
     -------
@@ -265,7 +257,9 @@ def solve(
     ``valid_format`` (:func:`~sc_cello1.metrics.is_valid_format`), ``is_permutation``
     (raw items are exactly the candidates, case-insensitive), ``repaired`` (or ``None``
     with ``repair=False``), ``gold`` (the true answer joined by ``" | "``, or ``None``),
-    ``n_cells``, ``candidates``, ``finish_reason`` and ``n_tokens``. Its ``provenance``
+    ``n_cells``, ``candidates``, ``finish_reason``, ``n_tokens`` and ``cut`` (characters
+    cut from the middle of ``text`` beyond :data:`MAX_COMPLETION_CHARS`; the answer is
+    read from the whole text first). Its ``provenance``
     attribute records the backend, model, revision, settings and package version.
 
     Examples
@@ -319,12 +313,10 @@ def solve(
     if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
         msg = "backend_kwargs must be a dict of keyword arguments for the backend."
         raise TypeError(msg)
-    if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
-        msg = f"cache_dir must be a folder path, got {type(cache_dir).__name__}."
+    check_cache_dir(cache_dir)
+    if not isinstance(skip_failed, bool):
+        msg = f"skip_failed must be True or False, got {skip_failed!r}."
         raise TypeError(msg)
-    if cache_dir is not None and Path(cache_dir).expanduser().is_file():
-        msg = f"cache_dir={str(cache_dir)!r} is a file; give a folder."
-        raise ValueError(msg)
     kwargs = dict(backend_kwargs or {})
     backend_name = check_backend_args(model, backend, **kwargs)
     if batch_size is None:
@@ -355,16 +347,16 @@ def solve(
 
             model = resolve(model)  # once; the backend takes the record as it is
         runner = get_backend(model, backend_name, **kwargs)
-    prov = _jsonable(runner.provenance())
-    settings = {
-        "provenance": {k: v for k, v in prov.items() if k not in ("path", "device")},
+    prov = redact(_jsonable(runner.provenance()))
+    settings = key_settings(
+        prov,
         # the cache key's name for num_generations (kept so existing caches stay valid)
-        "n_samples": num_generations,
-        "temperature": float(temperature),
-        "max_new_tokens": max_new_tokens,
-        "seed": seed,
-        "constraint": None,
-    }
+        n_samples=num_generations,
+        temperature=float(temperature),
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        constraint=None,
+    )
     keys = []
     for i, m in enumerate(messages):
         s = dict(settings)
@@ -373,61 +365,41 @@ def solve(
             s["constraint"] = [list(c.candidates), c.n_items, c.unique]
         keys.append(cache_key(m, s))
 
-    # -- run, resuming from the cache ---------------------------------------------------
-    cache = _Cache(cache_dir) if cache_dir is not None else None
-    done: dict[int, list[dict[str, Any]]] = {}
-    if cache is not None:
-        for i, k in enumerate(keys):
-            hit = cache.get(k)
-            if hit is not None and len(hit) == num_generations:
-                done[i] = hit
-        if done:
-            logger.info("%d of %d puzzles found in the cache %s", len(done), len(items), cache.dir)
-    todo = sorted(
-        (i for i in range(len(items)) if i not in done), key=lambda i: -len(items[i].user_msg)
+    # -- run, resuming from the cache; each answer is stored as it arrives ---------------
+    outcome = run_cached(
+        messages,
+        keys,
+        runner,
+        n=num_generations,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        constraints=constraints,
+        order=lambda i: -len(items[i].user_msg),
     )
-    start = time.perf_counter()
-    n_tokens = 0
-    with progress_bar(
-        total=len(todo), desc="solving", unit="puzzle", disable=not todo, dynamic_ncols=True
-    ) as bar:
-        for b in range(0, len(todo), batch_size):
-            chunk = todo[b : b + batch_size]
-            gens = runner.generate(
-                [messages[i] for i in chunk],
-                n=num_generations,
-                temperature=temperature,
-                max_new_tokens=max_new_tokens,
-                seed=None if seed is None else seed + b,
-                constraints=None if constraints is None else [constraints[i] for i in chunk],
-            )
-            if len(gens) != len(chunk) or any(len(g) != num_generations for g in gens):
-                msg = f"backend {type(runner).__name__} returned the wrong number of completions."
-                raise RuntimeError(msg)
-            for i, g in zip(chunk, gens, strict=True):
-                entry = [_gen_to_dict(x) for x in g]
-                n_tokens += sum(x["n_tokens"] for x in entry)
-                if cache is not None:
-                    cache.put(keys[i], entry)
-                done[i] = entry
-            seconds = time.perf_counter() - start
-            bar.set_postfix_str(
-                f"{n_tokens / seconds if seconds else 0:.1f} tokens/s", refresh=False
-            )
-            bar.update(len(chunk))
-    elapsed = time.perf_counter() - start
-    if todo:
+    done = outcome.done
+    n_new = len(done) - outcome.n_from_cache
+    if n_new:
+        elapsed = outcome.seconds
         logger.info(
             "solved %d puzzles x %d samples in %.1f s (%.1f puzzles/min, %d new tokens)",
-            len(todo),
+            n_new,
             num_generations,
             elapsed,
-            60 * len(todo) / elapsed if elapsed else float("inf"),
-            n_tokens,
+            60 * n_new / elapsed if elapsed else float("inf"),
+            outcome.n_tokens,
         )
+    if outcome.failed:
+        error = failure_error(outcome, len(items), cache_dir)
+        if not skip_failed:
+            raise error
+        logger.warning("%s Their records are left out (skip_failed=True).", error)
     records = [
         _record(p, i, j, done[i][j], repair=repair, unique=unique)
         for i, p in enumerate(items)
+        if i in done
         for j in range(num_generations)
     ]
     provenance = {
@@ -444,7 +416,10 @@ def solve(
         "prompt_version": PROMPT_VERSION,
         "sc_cello1": __version__,
         "n_puzzles": len(items),
-        "n_from_cache": len(items) - len(todo),
-        "seconds": elapsed,
+        "n_from_cache": outcome.n_from_cache,
+        "seconds": outcome.seconds,
+        "failed": {str(i): e for i, e in sorted(outcome.failed.items())},
+        "max_completion_chars": MAX_COMPLETION_CHARS,
+        "n_cut": sum(1 for r in records if r["cut"]),
     }
     return SolveResult(records, provenance)
