@@ -157,7 +157,8 @@ class FaultyChatServer:
     """A chat-completions endpoint on 127.0.0.1 that fails a share of requests.
 
     Each request fails with probability ``rate`` (seeded, so a run is reproducible), as
-    one of ``kinds``: ``"503"``, ``"429"`` (with ``Retry-After: 0``), ``"drop"`` (the
+    one of ``kinds``: ``"503"`` and ``"429"`` (both with ``Retry-After: retry_after``
+    seconds, so runs stay fast; the client's own back-off is tested apart), ``"drop"`` (the
     connection closed without an answer) or ``"stall"`` (no answer for ``stall``
     seconds, longer than the client's timeout). A request whose last message contains
     ``always_fail`` answers 503 every time. ``delay`` seconds pass before every answer.
@@ -176,12 +177,14 @@ class FaultyChatServer:
         delay: float = 0.0,
         answer=first_candidates_answer,
         raw_body: bytes | None = None,
+        retry_after: str = "0.01",
     ) -> None:
         import random
 
         self.rng = random.Random(seed)
         self.requests = 0
         self.answered = 0
+        self.auth: list[str | None] = []
         self.faults: dict[str, int] = dict.fromkeys(kinds, 0)
         self.lock = threading.Lock()
         outer = self
@@ -205,6 +208,7 @@ class FaultyChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.requests += 1
+                    outer.auth.append(self.headers.get("Authorization"))
                     fault = None
                     if rate and outer.rng.random() < rate:
                         fault = outer.rng.choice(kinds)
@@ -214,9 +218,9 @@ class FaultyChatServer:
                 if delay:
                     time.sleep(delay)
                 if fault == "503":
-                    self._send(503, b'{"error": "busy"}')
+                    self._send(503, b'{"error": "busy"}', {"Retry-After": retry_after})
                 elif fault == "429":
-                    self._send(429, b'{"error": "slow down"}', {"Retry-After": "0"})
+                    self._send(429, b'{"error": "slow down"}', {"Retry-After": retry_after})
                 elif fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

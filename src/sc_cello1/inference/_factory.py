@@ -94,7 +94,43 @@ def check_backend_args(model: Any, backend: str, **kwargs: Any) -> str:
             raise ValueError(msg)
     else:
         check_model(model)
+    check_backend_kwargs(name, kwargs)
     return name
+
+
+def _backend_class(name: str) -> Any:
+    if name == "transformers":
+        from ._transformers import TransformersBackend
+
+        return TransformersBackend
+    if name == "vllm":
+        from ._vllm import VLLMBackend
+
+        return VLLMBackend
+    from ._openai import OpenAIBackend
+
+    return OpenAIBackend
+
+
+def check_backend_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """Reject a keyword the backend ``name`` does not take, naming the ones it does.
+
+    vLLM passes unknown keywords on to ``vllm.LLM``, so only the other backends check.
+    """
+    import inspect
+
+    cls = _backend_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [p for p in params if p not in ("self", "model")]
+    unknown = sorted(k for k in kwargs if k not in known)
+    if unknown:
+        msg = (
+            f"backend_kwargs {unknown} are not settings of the {name} backend "
+            f"({cls.__name__}); it takes {known}."
+        )
+        raise TypeError(msg)
 
 
 def get_backend(model: Any, backend: str = "auto", **kwargs: Any) -> Backend:
@@ -137,14 +173,4 @@ def get_backend(model: Any, backend: str = "auto", **kwargs: Any) -> Backend:
         name,
         os.fspath(model) if isinstance(model, os.PathLike) else getattr(model, "name", model),
     )
-    if name == "transformers":
-        from ._transformers import TransformersBackend
-
-        return TransformersBackend(model, **kwargs)
-    if name == "vllm":
-        from ._vllm import VLLMBackend
-
-        return VLLMBackend(model, **kwargs)
-    from ._openai import OpenAIBackend
-
-    return OpenAIBackend(model, **kwargs)
+    return _backend_class(name)(model, **kwargs)

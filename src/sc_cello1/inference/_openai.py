@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Generator, Sequence
 from typing import Any, cast
@@ -119,29 +120,36 @@ class OpenAIBackend:
             e.add_note(f"The openai backend needs the openai client: {_INSTALL}")
             raise
         self.model_name = model
-        # the client gets the URL as given (credentials included); everything shown or
-        # stored gets the stripped one
-        self._url = base_url.rstrip("/")
-        self.base_url = strip_url_credentials(self._url)
+        # credentials in the URL (http://user:pw@host) become HTTP basic auth, so the
+        # URL the client (and its logging) sees, and everything shown or stored, has none
+        self.base_url = strip_url_credentials(base_url).rstrip("/")
+        parts = urllib.parse.urlsplit(base_url)
+        user, password = parts.username, parts.password
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self.extra_body = dict(extra_body or {})
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self._secrets = [s for s in (key, *secret_values(self.extra_body)) if s]
+        self._secrets = [s for s in (key, password, *secret_values(self.extra_body)) if s]
         self._lock = threading.Lock()
         self._local = threading.local()
         self.n_requests = 0
         self.n_retries = 0
-        self._no_key = not key
+        self._no_key = not key and user is None
+        auth = None
+        if user is not None:
+            auth = _httpx().BasicAuth(
+                urllib.parse.unquote(user), urllib.parse.unquote(password or "")
+            )
         self._client = openai.OpenAI(
-            base_url=self._url,
+            base_url=self.base_url,
             # without a key (a local server) the client needs a placeholder; _count drops it
             api_key=key or "no-key",
             timeout=openai.Timeout(self.timeout, connect=min(30.0, self.timeout)),
             max_retries=max_retries,
             http_client=openai.DefaultHttpxClient(
                 transport=_logging_transport(self, max_concurrency),
+                auth=auth,
                 event_hooks={"request": [self._count], "response": [self._report]},
             ),
         )
