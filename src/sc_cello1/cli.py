@@ -49,11 +49,11 @@ _FLAG_OVERRIDES: dict[str, dict[str, str]] = {
         "unique=False": "--no-unique",
         "unique=True": "without --no-unique",
         "unique": "--no-unique",
-        "backend_kwargs": "--base-url/--api-key",
+        "backend_kwargs": "--base-url/--api-key/--timeout/--max-retries/--max-concurrency",
         "adata": "IN.h5ad",
     },
     "solve": {
-        "backend_kwargs": "--base-url/--api-key",
+        "backend_kwargs": "--base-url/--api-key/--timeout/--max-retries/--max-concurrency",
         "cache_dir=None": "--no-cache",
     },
     "build-puzzles": {

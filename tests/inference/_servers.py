@@ -161,7 +161,8 @@ class FaultyChatServer:
     seconds, so runs stay fast; the client's own back-off is tested apart), ``"drop"`` (the
     connection closed without an answer) or ``"stall"`` (no answer for ``stall``
     seconds, longer than the client's timeout). A request whose last message contains
-    ``always_fail`` answers 503 every time. ``delay`` seconds pass before every answer.
+    ``always_fail`` answers 503 every time. ``delay`` seconds pass before every answer
+    after the first ``delay_after`` requests.
     Otherwise it answers ``answer(body)`` (default: :func:`first_candidates_answer`).
     ``requests`` counts requests, ``answered`` the 200 answers.
     """
@@ -178,6 +179,7 @@ class FaultyChatServer:
         answer=first_candidates_answer,
         raw_body: bytes | None = None,
         retry_after: str = "0.01",
+        delay_after: int = 0,
     ) -> None:
         import random
 
@@ -208,6 +210,7 @@ class FaultyChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.requests += 1
+                    number = outer.requests
                     outer.auth.append(self.headers.get("Authorization"))
                     fault = None
                     if rate and outer.rng.random() < rate:
@@ -215,7 +218,7 @@ class FaultyChatServer:
                         outer.faults[fault] += 1
                 if always_fail and always_fail in body["messages"][-1]["content"]:
                     fault = "503"
-                if delay:
+                if delay and number > delay_after:
                     time.sleep(delay)
                 if fault == "503":
                     self._send(503, b'{"error": "busy"}', {"Retry-After": retry_after})

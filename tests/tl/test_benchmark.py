@@ -43,7 +43,7 @@ def test_stratified_subset_is_proportional_deterministic_and_covers_every_n():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"data_revision": None}, ValueError, "data_revision is required"),
+        ({"data_revision": None}, ValueError, "must be a commit of ncbi/CellPuzzles or 'main'"),
         ({"split": "validation"}, ValueError, "not a CellPuzzles split"),
         ({"limit": 0}, ValueError, "limit=0"),
         ({"limit": True}, ValueError, "limit=True"),
@@ -128,8 +128,6 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
         "benchmark",
         "--model",
         "smollm2-135m",
-        "--data-revision",
-        "main",
         "--limit",
         "3",
         "--max-new-tokens",

@@ -56,6 +56,9 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument(
         "--api-key", default=None, help="API key for --backend openai (or $OPENAI_API_KEY)"
     )
+    from sc_cello1.inference._cli import add_server_options
+
+    add_server_options(p)
     p.add_argument("--layer", default=None, help="layer with the expression values")
     p.add_argument("--use-raw", action="store_true", help="rank genes in adata.raw")
     p.add_argument("--gene-symbols", default=None, help="var column with gene symbols")
@@ -171,11 +174,9 @@ def run_annotate(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         msg = f"output folder {str(output.parent)!r} does not exist."
         raise FileNotFoundError(msg)
-    backend_kwargs = {}
-    if args.base_url:
-        backend_kwargs["base_url"] = args.base_url
-    if args.api_key:
-        backend_kwargs["api_key"] = args.api_key
+    from sc_cello1.inference._cli import server_kwargs
+
+    backend_kwargs = server_kwargs(args)
     adata = read_input(args.input)
     if args.candidates_from:
         if args.candidates_from not in adata.obs.columns:

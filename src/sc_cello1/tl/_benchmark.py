@@ -265,7 +265,7 @@ def benchmark(
     model: str | os.PathLike,
     output_dir: str | os.PathLike,
     split: str = "test",
-    data_revision: str | None = None,
+    data_revision: str = "main",
     limit: int | None = None,
     max_new_tokens: int = _PAPER_MAX_NEW_TOKENS,
     leakage_by: str = "ranked",
@@ -299,8 +299,9 @@ def benchmark(
     split
         ``"test"`` (the paper's), ``"train"`` or ``"reasoning"``.
     data_revision
-        Revision of the dataset: ``"main"`` (resolved once to the hub's commit and
-        recorded) or a commit. Required: no commit of the dataset is pinned.
+        Revision of the dataset: a commit, or ``"main"`` (the default, the hub's
+        convention: resolved once to the hub's current commit, which is recorded in
+        ``benchmark.json``).
     limit
         Run a subset of this many puzzles, stratified by N (deterministic with
         ``seed``), for a quick look; ``None``: the whole split.
@@ -368,11 +369,10 @@ def benchmark(
     if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
         msg = "backend_kwargs must be a dict of keyword arguments for the backend."
         raise TypeError(msg)
-    if data_revision is None:
+    if not isinstance(data_revision, str) or not data_revision:
         msg = (
-            "data_revision is required: no commit of ncbi/CellPuzzles is pinned in sc-cello1. "
-            "Pass data_revision='main' (`--data-revision main`: the hub's current commit, "
-            "resolved once and recorded in the results) or a commit."
+            f"data_revision={data_revision!r} must be a commit of ncbi/CellPuzzles or 'main' "
+            "(the default: the hub's current commit, resolved once and recorded)."
         )
         raise ValueError(msg)
     kwargs = dict(backend_kwargs or {})

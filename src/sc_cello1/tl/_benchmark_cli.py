@@ -10,6 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``benchmark`` subcommand."""
     from sc_cello1.data import SPLITS
     from sc_cello1.inference import BACKENDS
+    from sc_cello1.inference._cli import add_server_options
 
     p = subparsers.add_parser(
         "benchmark",
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and write the paper's metrics per puzzle size N and overall, for the full split and "
             "the subset with no cell shared with the train split, next to the reported figures: "
             "OUTPUT_DIR/benchmark.csv, benchmark.json (with provenance), benchmark.png, "
-            "predictions.jsonl. Example: cello1 benchmark --model cell-o1 --data-revision main -o bench/"
+            "predictions.jsonl. Example: cello1 benchmark --model cell-o1 -o bench/"
         ),
     )
     p.add_argument(
@@ -40,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data-revision",
-        default=None,
-        help="dataset revision: 'main' (resolved once to the hub's commit and recorded) or a commit; required, none is pinned",
+        default="main",
+        help="dataset revision: a commit, or 'main' (the default: resolved once to the hub's current commit and recorded)",
     )
     p.add_argument(
         "--limit",
@@ -90,15 +91,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--base-url", default=None, help="openai backend: API root, e.g. http://127.0.0.1:8000/v1"
     )
+    p.add_argument("--api-key", default=None, help="openai backend: key (default: $OPENAI_API_KEY)")
+    add_server_options(p)
     p.set_defaults(func=_benchmark)
 
 
 def _benchmark(args: argparse.Namespace) -> int:
     from sc_cello1.tl import benchmark
 
-    kwargs: dict[str, Any] = {}
-    if args.base_url is not None:
-        kwargs["base_url"] = args.base_url
+    from sc_cello1.inference._cli import server_kwargs
+
+    kwargs: dict[str, Any] = server_kwargs(args)
     result = benchmark(
         model=args.model,
         output_dir=args.output_dir,

@@ -12,6 +12,7 @@ from typing import Any
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``solve`` subcommand."""
     from sc_cello1.inference import BACKENDS
+    from sc_cello1.inference._cli import add_server_options
 
     p = subparsers.add_parser(
         "solve",
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--base-url", default=None, help="openai backend: API root, e.g. http://127.0.0.1:8000/v1"
     )
     p.add_argument("--api-key", default=None, help="openai backend: key (default: $OPENAI_API_KEY)")
+    add_server_options(p)
     p.add_argument(
         "--style",
         default="eval",
@@ -101,11 +103,9 @@ def _solve(args: argparse.Namespace) -> int:
         msg = f"puzzles file {args.puzzles!r} does not exist"
         raise FileNotFoundError(msg)
     puzzles = read_puzzles(args.puzzles)
-    kwargs: dict[str, Any] = {}
-    if args.base_url is not None:
-        kwargs["base_url"] = args.base_url
-    if args.api_key is not None:
-        kwargs["api_key"] = args.api_key
+    from sc_cello1.inference._cli import server_kwargs
+
+    kwargs: dict[str, Any] = server_kwargs(args)
     cache_dir = None if args.no_cache else (args.cache_dir or str(out) + ".cache")
     num_generations = args.num_generations
     if args.n_samples is not None:
