@@ -32,7 +32,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
 
 
 def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The backend keywords given on the command line (only those given)."""
+    """Return the backend keywords given on the command line (only those given)."""
     out: dict[str, Any] = {}
     for name in ("base_url", "api_key", "timeout", "max_retries", "max_concurrency"):
         value = getattr(args, name, None)

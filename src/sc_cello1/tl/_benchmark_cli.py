@@ -97,9 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from sc_cello1.tl import benchmark
-
     from sc_cello1.inference._cli import server_kwargs
+    from sc_cello1.tl import benchmark
 
     kwargs: dict[str, Any] = server_kwargs(args)
     result = benchmark(
