@@ -160,6 +160,16 @@ def gene_names(
             )
             raise ValueError(msg)
     cut = [n.split("_ENSG", 1)[0] if "_ENSG" in n else n for n in names.astype(str)]
+    numbers = sum(n.isdigit() for n in cut)
+    if cut and numbers > len(cut) / 2:
+        source = f"var[{gene_symbols!r}]" if gene_symbols is not None else "var_names"
+        examples = ", ".join(repr(n) for n in cut[:3])
+        msg = (
+            f"{source} are numbers ({numbers} of {len(cut)}, e.g. {examples}), not gene names, "
+            "and the model reads the names. Pass gene_symbols= (the var column with gene "
+            "symbols, e.g. 'feature_name'), or set adata.var_names to the gene symbols."
+        )
+        raise ValueError(msg)
     return np.asarray(cut, dtype=str)
 
 
@@ -215,7 +225,14 @@ def _is_backed_sparse(X: Any) -> bool:
     return isinstance(X, CSRDataset | CSCDataset)
 
 
-def _raise_bad_values(n_negative: int, n_nan: int, what: str) -> None:
+def _raise_bad_values(n_negative: int, n_nan: int, what: str, n_inf: int = 0) -> None:
+    if n_inf:
+        msg = (
+            f"{what} has infinite values (+inf or -inf), which would top (or end) every "
+            "cell's gene list; fix them (e.g. np.nan_to_num, or recompute the matrix), or pass "
+            "layer= (e.g. layer='counts') or use_raw=True to read another matrix."
+        )
+        raise ValueError(msg)
     if n_nan:
         msg = (
             f"{what} has NaN values; the top expressed genes are undefined. Pass layer= "
@@ -231,17 +248,20 @@ def _raise_bad_values(n_negative: int, n_nan: int, what: str) -> None:
         raise ValueError(msg)
 
 
-def _count_bad(values: np.ndarray) -> tuple[int, int]:
+def _check_values(values: np.ndarray, what: str) -> None:
+    """Raise if ``values`` holds negative, NaN or infinite numbers."""
     if values.dtype.kind == "b" or values.dtype.kind == "u" or values.size == 0:
-        return 0, 0
+        return
     if values.dtype.kind == "f":
         n_nan = int(np.isnan(values).sum()) if np.isnan(values.min()) else 0
-        return int((values < 0).any()), n_nan
-    return int(values.min() < 0), 0
+        n_inf = int(np.isinf(values).sum())
+        _raise_bad_values(int((values < 0).any()), n_nan, what, n_inf)
+        return
+    _raise_bad_values(int(values.min() < 0), 0, what)
 
 
 def check_nonnegative(X: Any, *, what: str = "X") -> None:
-    """Raise if the expression matrix has negative (or NaN) values.
+    """Raise if the expression matrix has negative, NaN or infinite values.
 
     Scaled data (:func:`scanpy.pp.scale`) has negative values, and its highest values
     are not the most expressed genes. Sparse matrices are checked on their stored
@@ -259,8 +279,8 @@ def check_nonnegative(X: Any, *, what: str = "X") -> None:
     Raises
     ------
     ValueError
-        If any value is negative or NaN; the message says to pass ``layer=`` or
-        ``use_raw=True``.
+        If any value is negative, NaN, ``+inf`` or ``-inf``; the message says to pass
+        ``layer=`` or ``use_raw=True``.
 
     Examples
     --------
@@ -269,19 +289,19 @@ def check_nonnegative(X: Any, *, what: str = "X") -> None:
     >>> check_nonnegative(np.array([[0.0, 1.5]]))
     """
     if sparse.issparse(X):
-        _raise_bad_values(*_count_bad(np.asarray(X.data)), what)
+        _check_values(np.asarray(X.data), what)
         return
     if _is_backed_sparse(X):
         data = X.group["data"]
         for start in range(0, data.shape[0], _SCAN_VALUES):
-            _raise_bad_values(*_count_bad(np.asarray(data[start : start + _SCAN_VALUES])), what)
+            _check_values(np.asarray(data[start : start + _SCAN_VALUES]), what)
         return
     if isinstance(X, np.ndarray):
-        _raise_bad_values(*_count_bad(X), what)
+        _check_values(X, what)
         return
     n_rows = X.shape[0]
     for start in range(0, n_rows, _SCAN_ROWS):
-        _raise_bad_values(*_count_bad(np.asarray(X[start : start + _SCAN_ROWS])), what)
+        _check_values(np.asarray(X[start : start + _SCAN_ROWS]), what)
 
 
 # --------------------------------------------------------------------------- scalars

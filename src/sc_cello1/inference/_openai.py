@@ -8,6 +8,7 @@ also works where an event loop is already running (Jupyter).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -197,6 +198,13 @@ class OpenAIBackend:
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+    def __del__(self) -> None:
+        # a backend dropped without close() (an error in the caller) frees its sockets
+        client = getattr(self, "_client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def __enter__(self) -> OpenAIBackend:
         return self

@@ -24,7 +24,7 @@ import numpy as np
 
 from sc_cello1._logging import logger
 
-from ._annotate_checks import check_data, check_model, check_run_args, is_backend
+from ._annotate_checks import check_data, check_model, check_run_args, check_target, is_backend
 from ._annotate_collect import Collected, collect
 from ._annotate_plan import build_plan, cell_context, choose_cells, describe
 from ._cluster_puzzles import MAX_TRAINED_CELLS
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from sc_cello1.inference import Backend
 
-_SECRET_WORDS = ("key", "token", "secret", "password")
 _TIE_ORDERS = ("position", "authors")
 
 
@@ -70,6 +69,7 @@ def annotate(
     copy: bool = False,
     backend_kwargs: Mapping[str, Any] | None = None,
     unique: bool | None = None,
+    overwrite: bool = False,
 ) -> AnnData | None:
     """Annotate clusters with Cell-o1 by solving CellPuzzles built from them.
 
@@ -186,6 +186,10 @@ def annotate(
         ``base_url``, ``api_key``, ...). Keys naming secrets are not recorded.
     unique
         Deprecated alias of ``one_to_one`` (warns; removed in the next release).
+    overwrite
+        Replace existing ``obs``/``uns`` entries under ``key_added`` that a previous
+        annotation did not write (a previous annotation is replaced with a warning). A
+        ``key_added`` that would write the ``groupby`` column is always refused.
 
     Returns
     -------
@@ -307,6 +311,7 @@ def annotate(
         backend_kwargs=backend_kwargs,
         cache_dir=cache_dir,
     )
+    check_target(adata, groupby, key_added, copy=copy, overwrite=overwrite)
     if tie_order not in _TIE_ORDERS:
         msg = f"tie_order={tie_order!r} is not one of {list(_TIE_ORDERS)}."
         raise ValueError(msg)
@@ -424,6 +429,7 @@ def annotate(
         "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
         "seed": seed,
         "copy": copy,
+        "overwrite": overwrite,
         "backend_kwargs": _redact(backend_kwargs) if backend_kwargs else backend_kwargs,
         # what was used
         "model_name": str(provenance.get("model", provenance.get("name", describe(model)))),
@@ -438,6 +444,8 @@ def annotate(
         "assignment": result.method,
         "ontology_used": use_ontology,
         "n_puzzles": len(plan.puzzles),
+        "max_completion_chars": getattr(records, "provenance", {}).get("max_completion_chars"),
+        "n_completions_cut": getattr(records, "provenance", {}).get("n_cut", 0),
         "seconds": round(time.perf_counter() - start, 3),
     }
     if proposals is not None:
@@ -462,6 +470,9 @@ def annotate(
     }
     if proposals is not None:
         uns["proposals"] = proposals.table
+
+    if runner is not model and callable(getattr(runner, "close", None)):
+        runner.close()  # the backend annotate built (its connection pool), not the user's
 
     # -- 6. write (the only step that changes adata) --------------------------------------
     target = adata.copy() if copy else adata
@@ -560,10 +571,9 @@ def _solve(puzzles: list[Any], runner: Any, *, batch_size: int | None, **kwargs:
 
 
 def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        str(k): ("<redacted>" if any(w in str(k).lower() for w in _SECRET_WORDS) else v)
-        for k, v in kwargs.items()
-    }
+    from sc_cello1._secrets import redact
+
+    return redact(dict(kwargs))
 
 
 def _sanitize(value: Any) -> Any:

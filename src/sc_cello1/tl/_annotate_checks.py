@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 #: it is far more likely a per-cell number (``n_genes``) or ID than a clustering.
 MAX_IMPLICIT_CLUSTERS = 100
 
+#: More candidates than this are refused, more than :data:`MANY_CANDIDATES` warned about:
+#: every puzzle lists all candidates, and Cell-o1 was trained on puzzles with as many
+#: candidates as cells.
+MAX_CANDIDATES = 100
+MANY_CANDIDATES = 30
+
+# Tags of the answer format that a candidate name must not contain.
+_TAGS = ("<answer>", "</answer>", "<think>", "</think>")
+
 #: Below this many samples per cluster the confidence can only take a few values.
 MIN_SAMPLES_FOR_CONFIDENCE = 3
 
@@ -143,6 +152,13 @@ def check_candidates(candidates: Any) -> list[str] | None:
                 "as separators; rename it."
             )
             raise ValueError(msg)
+        tag = next((t for t in _TAGS if t in c.lower()), None)
+        if tag is not None:
+            msg = (
+                f"Candidate {c!r} contains {tag!r}, a tag of the answer format, so answers "
+                "naming it could not be read; rename it."
+            )
+            raise ValueError(msg)
         key = normalize_label(c)
         if key in seen:
             msg = (
@@ -151,7 +167,67 @@ def check_candidates(candidates: Any) -> list[str] | None:
             )
             raise ValueError(msg)
         seen[key] = c
+    if len(out) > MAX_CANDIDATES:
+        msg = (
+            f"{len(out)} candidates is more than {MAX_CANDIDATES}: every puzzle lists them all, "
+            "far beyond the puzzles Cell-o1 was trained on (as many candidates as cells, up "
+            "to about 15). Give the cell types expected in this tissue (a curated list), or "
+            "candidates=None to have the model propose them."
+        )
+        raise ValueError(msg)
+    if len(out) > MANY_CANDIDATES:
+        logger.warning(
+            "annotate: %d candidates; Cell-o1 was trained on puzzles with as many candidates as "
+            "cells (up to about 15), so a long list makes each answer harder. A curated list of "
+            "the types expected in this tissue is better.",
+            len(out),
+        )
     return out
+
+
+def check_target(
+    adata: AnnData, groupby: str, key_added: str, *, copy: bool, overwrite: Any
+) -> None:
+    """Refuse a result that would replace ``groupby`` or another result, or a backed copy.
+
+    A previous annotation (``uns[key_added]['params']`` written by annotate) is replaced
+    with a warning; any other existing column or ``uns`` entry only with ``overwrite=True``.
+    """
+    check_bool("overwrite", overwrite)
+    if copy and getattr(adata, "isbacked", False):
+        msg = (
+            "`adata` is backed (read with backed='r'), so copy=True cannot copy it into memory "
+            "at the end of the run. Pass copy=False (the results go into adata.obs and "
+            "adata.uns), or load it first with `adata = adata.to_memory()`."
+        )
+        raise ValueError(msg)
+    columns = [key_added, f"{key_added}_confidence", f"{key_added}_ontology_term_id"]
+    if groupby in columns:
+        msg = (
+            f"key_added={key_added!r} would write obs[{groupby!r}], the clusters being "
+            f"annotated (groupby); pass another key_added=, e.g. key_added='{groupby}_cello1'."
+        )
+        raise ValueError(msg)
+    previous = adata.uns.get(key_added)
+    ours = isinstance(previous, Mapping) and isinstance(previous.get("params"), Mapping)
+    ours = ours and "prompt_version" in previous["params"]
+    taken = [f"obs[{c!r}]" for c in columns if c in adata.obs.columns]
+    if key_added in adata.uns:
+        taken.append(f"uns[{key_added!r}]")
+    if not taken:
+        return
+    if overwrite or ours:
+        logger.warning(
+            "annotate: %s exist and will be overwritten%s",
+            ", ".join(taken),
+            "" if overwrite else " (a previous annotation); pass another `key_added=` to keep them",
+        )
+        return
+    msg = (
+        f"key_added={key_added!r} would overwrite {', '.join(taken)}, which annotate did not "
+        "write; pass another key_added=, or overwrite=True to replace them."
+    )
+    raise ValueError(msg)
 
 
 def representation(adata: AnnData, use_rep: Any, X: Any, where: str) -> tuple[Any, str]:
@@ -295,12 +371,6 @@ def check_data(
             n_samples,
             [round(k / n_samples, 2) for k in range(n_samples + 1)],
             MIN_SAMPLES_FOR_CONFIDENCE,
-        )
-    if key_added in adata.obs.columns or key_added in adata.uns:
-        logger.warning(
-            "annotate: obs[%r]/uns[%r] exist and will be overwritten; pass `key_added=` to keep them",
-            key_added,
-            key_added,
         )
     return Checked(
         clusters=clusters,

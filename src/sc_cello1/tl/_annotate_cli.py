@@ -120,6 +120,11 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         help="folder to store finished puzzles (resume after interrupt)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace obs/uns entries under --key-added that a previous annotation did not write",
+    )
     p.set_defaults(func=run_annotate)
     return p
 
@@ -163,14 +168,25 @@ def run_annotate(args: argparse.Namespace) -> int:
     """Run ``cello1 annotate``; returns the exit status."""
     import sc_cello1 as cello1
 
+    output = Path(args.output)
+    if output.is_dir():
+        msg = f"--output {str(output)!r} is a folder; give the .h5ad file to write (e.g. {str(output / 'annotated.h5ad')!r})."
+        raise IsADirectoryError(msg)
     candidates = list(args.candidates or [])
     if args.candidates_file:
-        candidates += read_candidates_file(args.candidates_file)
+        from_file = read_candidates_file(args.candidates_file)
+        if not from_file:
+            msg = (
+                f"--candidates-file {args.candidates_file!r} lists no cell type (one per line; "
+                "blank lines and # comments are skipped); fill it, or leave the option out to "
+                "have the model propose candidates."
+            )
+            raise ValueError(msg)
+        candidates += from_file
     if args.no_unique:
         sys.stderr.write(
             "warning: --no-unique is deprecated and now the default; use --one-to-one for distinct labels\n"
         )
-    output = Path(args.output)
     if not output.parent.is_dir():
         msg = f"output folder {str(output.parent)!r} does not exist."
         raise FileNotFoundError(msg)
@@ -214,6 +230,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         seed=args.seed,
         backend_kwargs=backend_kwargs or None,
+        overwrite=args.overwrite,
     )
     from sc_cello1._io import atomic_path
 

@@ -84,6 +84,18 @@ def _as_puzzles(puzzles: Any) -> list[Puzzle]:
         ):
             msg = f"puzzles[{i}] has no candidates or an empty candidate label; every puzzle needs non-empty labels."
             raise ValueError(msg)
+        bad = [
+            c
+            for c in out[-1].candidates
+            if "|" in c or any(t in c.lower() for t in ("<answer>", "</answer>", "</think>"))
+        ]
+        if bad:
+            msg = (
+                f"puzzles[{i}] has candidate {bad[0]!r}, which contains '|' or a tag of the "
+                "answer format (<answer>, </answer>, </think>), so answers naming it could not "
+                "be read; rename it."
+            )
+            raise ValueError(msg)
     return out
 
 
