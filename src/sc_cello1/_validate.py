@@ -160,17 +160,25 @@ def gene_names(
             )
             raise ValueError(msg)
     cut = [n.split("_ENSG", 1)[0] if "_ENSG" in n else n for n in names.astype(str)]
-    numbers = sum(n.isdigit() for n in cut)
-    if cut and numbers > len(cut) / 2:
+    return np.asarray(cut, dtype=str)
+
+
+def check_names_are_genes(names: Any, *, gene_symbols: str | None) -> None:
+    """Refuse gene names that are mostly numbers (``AnnData``'s default ``'0', '1', ...``).
+
+    For what a model reads: it would take column positions for gene names.
+    """
+    names = [str(n) for n in names]
+    numbers = sum(n.isdigit() for n in names)
+    if names and numbers > len(names) / 2:
         source = f"var[{gene_symbols!r}]" if gene_symbols is not None else "var_names"
-        examples = ", ".join(repr(n) for n in cut[:3])
+        examples = ", ".join(repr(n) for n in names[:3])
         msg = (
-            f"{source} are numbers ({numbers} of {len(cut)}, e.g. {examples}), not gene names, "
-            "and the model reads the names. Pass gene_symbols= (the var column with gene "
-            "symbols, e.g. 'feature_name'), or set adata.var_names to the gene symbols."
+            f"{source} are numbers ({numbers} of {len(names)}, e.g. {examples}), not gene "
+            "names, and the model reads the names. Pass gene_symbols= (the var column with "
+            "gene symbols, e.g. 'feature_name'), or set adata.var_names to the gene symbols."
         )
         raise ValueError(msg)
-    return np.asarray(cut, dtype=str)
 
 
 def _names_source(*, use_raw: bool, gene_symbols: str | None) -> str:

@@ -274,7 +274,12 @@ def expression(
     adata: AnnData, *, layer: Any, use_raw: Any, gene_symbols: Any
 ) -> tuple[Any, list[str], str]:
     """Return the expression matrix to rank genes in, its gene symbols, and a description."""
-    from sc_cello1._validate import check_nonnegative, expression_matrix, gene_names
+    from sc_cello1._validate import (
+        check_names_are_genes,
+        check_nonnegative,
+        expression_matrix,
+        gene_names,
+    )
 
     X, var_names, var = expression_matrix(adata, layer=layer, use_raw=use_raw)
     if use_raw:
@@ -285,6 +290,7 @@ def expression(
         where = "adata.X"
     check_nonnegative(X, what=where)
     genes = [str(g) for g in gene_names(var, var_names, gene_symbols)]
+    check_names_are_genes(genes, gene_symbols=gene_symbols)
     if len(set(genes)) != len(genes):
         dups = sorted({g for g in genes if genes.count(g) > 1})[:5] if len(genes) < 50_000 else []
         logger.warning(
