@@ -187,6 +187,7 @@ class FaultyChatServer:
         self.requests = 0
         self.answered = 0
         self.auth: list[str | None] = []
+        self.prompts: list[str] = []  # the last message of every request
         self.faults: dict[str, int] = dict.fromkeys(kinds, 0)
         self.lock = threading.Lock()
         outer = self
@@ -212,6 +213,7 @@ class FaultyChatServer:
                     outer.requests += 1
                     number = outer.requests
                     outer.auth.append(self.headers.get("Authorization"))
+                    outer.prompts.append(body["messages"][-1]["content"])
                     fault = None
                     if rate and outer.rng.random() < rate:
                         fault = outer.rng.choice(kinds)
