@@ -130,3 +130,28 @@ def test_progress_outside_a_terminal_refreshes_rarely():
         assert bar.mininterval == _logging.NON_TTY_MININTERVAL
     finally:
         bar.close()
+
+
+def test_progress_bars_write_plain_lines_outside_a_terminal(monkeypatch):
+    """Nested bars in a CI log: whole lines, no carriage returns or cursor-up codes."""
+    import io
+
+    from sc_cello1 import settings
+    from sc_cello1._logging import progress_bar
+
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    monkeypatch.setattr(settings, "progress", True)
+    outer = progress_bar(total=2, desc="solving", mininterval=0)
+    for _ in range(2):
+        inner = progress_bar(total=3, desc="generate", leave=False, mininterval=0)
+        for _ in range(3):
+            inner.update()
+        inner.close()
+        outer.update()
+    outer.close()
+    text = err.getvalue()
+    assert "\r" not in text and "\x1b[" not in text
+    lines = text.splitlines()
+    assert lines[-1].startswith("solving: 100%") and "2/2" in lines[-1]
+    assert sum(line.startswith("generate: 100%") for line in lines) == 2

@@ -12,7 +12,9 @@ application configured logging), the package handler stays silent and leaves the
 to them, so no message is printed twice.
 
 Progress bars (:func:`progress_bar`, ``tqdm.auto``) are shown by default and switched
-off with ``settings.progress = False``.
+off with ``settings.progress = False``. Outside a terminal (a CI log, a job's output
+file, a notebook without widgets) they write plain lines, at most every
+:data:`NON_TTY_MININTERVAL` seconds, never ``\r`` or cursor codes.
 """
 
 from __future__ import annotations
@@ -87,16 +89,62 @@ def progress_disabled() -> bool:
 def progress_bar(iterable: Any = None, **kwargs: Any):
     """Make a ``tqdm.auto`` bar that follows :attr:`sc_cello1.settings.progress`.
 
-    Outside a terminal (CI logs, job output files) it refreshes at most every
-    :data:`NON_TTY_MININTERVAL` seconds. Keyword arguments go to tqdm (``total``,
+    Outside a terminal (CI logs, job output files) it writes a plain line at most every
+    :data:`NON_TTY_MININTERVAL` seconds (and one at the end). Keyword arguments go to tqdm (``total``,
     ``desc``, ``unit``, ``delay`` ...); an explicit ``disable=True`` always hides it.
     """
     from tqdm.auto import tqdm
 
     kwargs["disable"] = bool(kwargs.get("disable")) or progress_disabled()
-    if "mininterval" not in kwargs and not _stderr_is_tty():
-        kwargs["mininterval"] = NON_TTY_MININTERVAL
-    return tqdm(iterable, **kwargs)
+    if _stderr_is_tty() or tqdm.__module__.startswith("tqdm.notebook"):
+        return tqdm(iterable, **kwargs)
+    kwargs.setdefault("mininterval", NON_TTY_MININTERVAL)
+    return _line_bar_class()(iterable, **kwargs)
+
+
+_LINE_BAR: Any = None
+
+
+def _line_bar_class() -> Any:
+    """A tqdm that writes each refresh as a plain line (no ``\r``, no cursor moves)."""
+    global _LINE_BAR
+    if _LINE_BAR is not None:
+        return _LINE_BAR
+    from tqdm.std import tqdm
+
+    class LineBar(tqdm):  # type: ignore[misc]
+        """Outside a terminal: one plain line per refresh, so logs stay readable.
+
+        Nested bars in a CI log or a job file otherwise leave ``\r`` and cursor-up
+        codes (``ESC[A``); here each bar writes whole lines at its own pace.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("ascii", True)
+            kwargs.setdefault("file", sys.stderr)
+            kwargs["position"] = 0
+            self._line_n: int | None = None
+            super().__init__(*args, **kwargs)
+
+        def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+            if msg == "" or self.n == self._line_n:
+                return True  # tqdm clearing a line, or nothing new to say
+            self._line_n = self.n
+            self.fp.write(str(self).strip() + "\n")
+            self.fp.flush()
+            return True
+
+        def close(self) -> None:
+            if self.disable:
+                return
+            if self.n != self._line_n:
+                self.display()
+            self.leave = False
+            self.disable = True  # the base class then writes nothing more
+            self._decr_instances(self)
+
+    _LINE_BAR = LineBar
+    return LineBar
 
 
 def _stderr_is_tty() -> bool:

