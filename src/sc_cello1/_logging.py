@@ -14,7 +14,7 @@ to them, so no message is printed twice.
 Progress bars (:func:`progress_bar`, ``tqdm.auto``) are shown by default and switched
 off with ``settings.progress = False``. Outside a terminal (a CI log, a job's output
 file, a notebook without widgets) they write plain lines, at most every
-:data:`NON_TTY_MININTERVAL` seconds, never ``\r`` or cursor codes.
+:data:`NON_TTY_MININTERVAL` seconds, never carriage returns or cursor codes.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ _LINE_BAR: Any = None
 
 
 def _line_bar_class() -> Any:
-    """A tqdm that writes each refresh as a plain line (no ``\r``, no cursor moves)."""
+    """Return the tqdm class that writes each refresh as a plain line (no cursor moves)."""
     global _LINE_BAR
     if _LINE_BAR is not None:
         return _LINE_BAR
@@ -115,7 +115,7 @@ def _line_bar_class() -> Any:
     class LineBar(tqdm):  # type: ignore[misc]
         """Outside a terminal: one plain line per refresh, so logs stay readable.
 
-        Nested bars in a CI log or a job file otherwise leave ``\r`` and cursor-up
+        Nested bars in a CI log or a job file otherwise leave carriage returns and cursor-up
         codes (``ESC[A``); here each bar writes whole lines at its own pace.
         """
 
