@@ -135,7 +135,7 @@ def _line_bar_class() -> Any:
             return True
 
         def close(self) -> None:
-            if self.disable:
+            if getattr(self, "disable", True):
                 return
             if self.n != self._line_n:
                 self.display()
