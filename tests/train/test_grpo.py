@@ -190,3 +190,25 @@ def test_grpo_several_updates_per_rollout_clip(tiny_qwen2, train_puzzles, tmp_pa
     info = json.loads((out / "cello1_train.json").read_text())
     assert info["global_step"] == 3 and len(info["history"]) == 1
     assert info["history"][0]["train/clip_fraction"] > 0
+
+
+@pytest.mark.slow
+def test_grpo_progress_bar_counts_the_batches_it_runs(tiny_qwen2, train_puzzles, tmp_path, capfd):
+    """max_steps=2 with 2 batches per step: the bar runs to 4/4, "Epoch 0" (not 0/-2, 4/2)."""
+    import re
+
+    cello1.train.grpo(
+        tiny_qwen2,
+        train_puzzles,
+        output_dir=tmp_path / "g",
+        reward_fn=length_reward,
+        merge=False,
+        **{**FAST, "gradient_accumulation_steps": 2, "per_device_train_batch_size": 2},
+    )
+    captured = capfd.readouterr()
+    err = captured.out + captured.err  # Lightning's bars write to stdout
+    counts = re.findall(r"Epoch (-?\d+)(/-?\d+)?: [^|]*\|[^|]*\| (\d+)/(\d+)", err)
+    assert counts, err[-2000:]
+    assert all(epoch == "0" and not slash for epoch, slash, _, _ in counts)
+    assert {(int(n), int(total)) for _, _, n, total in counts} >= {(4, 4)}
+    assert all(int(n) <= int(total) for _, _, n, total in counts)

@@ -771,6 +771,10 @@ def grpo(
             every_n_train_steps=cfg.save_steps or None,
         )
     )
+    if not progress_disabled() and not any(
+        type(c).__name__.endswith("ProgressBar") for c in callbacks
+    ):
+        callbacks.append(_step_progress_bar(cfg))
     # Accumulation and clipping happen in GRPOModule.update (manual optimisation).
     trainer_args: dict[str, Any] = {
         "max_steps": cfg.max_steps,
@@ -821,6 +825,30 @@ def grpo(
         time.perf_counter() - start,
     )
     return out
+
+
+def _step_progress_bar(cfg: Any) -> Any:
+    """Return a tqdm bar that counts the batches GRPO will really run, and says "Epoch N".
+
+    Lightning's own bars count ``max_steps`` as batches (but one optimizer step takes
+    ``gradient_accumulation_steps`` batches and runs ``num_iterations`` steps), and the
+    rich one prints ``Epoch 0/-2`` when only ``max_steps`` bounds the run.
+    """
+    import math
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    class StepProgressBar(TQDMProgressBar):
+        @property
+        def total_train_batches(self) -> int | float:
+            trainer = self.trainer
+            if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
+                steps = max(trainer.max_steps - trainer.global_step, 0)
+                updates = math.ceil(steps / cfg.num_iterations)
+                return min(trainer.num_training_batches, updates * cfg.gradient_accumulation_steps)
+            return trainer.num_training_batches
+
+    return StepProgressBar()
 
 
 def __getattr__(name: str) -> Any:
