@@ -3,5 +3,13 @@
 from ._annotate import annotate
 from ._benchmark import BenchmarkResult, benchmark
 from ._solve import SolveResult, solve
+from ._solve_run import SolveError
 
-__all__: list[str] = ["BenchmarkResult", "SolveResult", "annotate", "benchmark", "solve"]
+__all__: list[str] = [
+    "BenchmarkResult",
+    "SolveError",
+    "SolveResult",
+    "annotate",
+    "benchmark",
+    "solve",
+]

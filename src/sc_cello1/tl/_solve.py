@@ -255,7 +255,7 @@ def solve(
         Deprecated name of ``num_generations`` (warns; removed in the next release).
     skip_failed
         ``False``: when puzzles fail (a request that failed after the client's retries),
-        the others still run and are kept, and one :class:`SolveError` at the end says
+        the others still run and are kept, and one :class:`~sc_cello1.tl.SolveError` at the end says
         how many failed, which, and how to go on. ``True``: return the records of the
         answered puzzles only, with a warning; ``provenance["failed"]`` lists the others.
 
@@ -270,7 +270,7 @@ def solve(
     (raw items are exactly the candidates, case-insensitive), ``repaired`` (or ``None``
     with ``repair=False``), ``gold`` (the true answer joined by ``" | "``, or ``None``),
     ``n_cells``, ``candidates``, ``finish_reason``, ``n_tokens`` and ``cut`` (characters
-    cut from the middle of ``text`` beyond :data:`MAX_COMPLETION_CHARS`; the answer is
+    cut from the middle of ``text`` beyond 100,000 characters; the answer is
     read from the whole text first). Its ``provenance``
     attribute records the backend, model, revision, settings and package version.
 
