@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "sc_cello1"
 FLOORS = {
     "_answer": 0,
     "_io": 0,
+    "_secrets": 0,
     "_settings": 0,
     "_logging": 0,
     "_validate": 0,
