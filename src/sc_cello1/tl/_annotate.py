@@ -343,7 +343,7 @@ def annotate(
         rng=rng,
     )
     runner = _load_backend(model, backend, backend_kwargs)
-    provenance = _sanitize(dict(runner.provenance()))
+    provenance = _sanitize(_redact(runner.provenance()))
 
     # -- 3. candidates: the user's, or proposed by the model ------------------------------
     proposals = None

@@ -414,18 +414,23 @@ def benchmark(
         )
     resolved = getattr(runner, "resolved", None)
     start = time.perf_counter()
-    records = solve(
-        subset,
-        model=runner,
-        n_samples=1,
-        temperature=0.0,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        style="eval",
-        constrained=False,
-        cache_dir=out / _SOLVE_CACHE,
-        batch_size=batch_size,
-    )
+    try:
+        records = solve(
+            subset,
+            model=runner,
+            num_generations=1,
+            temperature=0.0,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            style="eval",
+            constrained=False,
+            cache_dir=out / _SOLVE_CACHE,
+            batch_size=batch_size,
+        )
+    finally:
+        close = getattr(runner, "close", None)
+        if callable(close):
+            close()  # the connection pool of an openai backend
     seconds = time.perf_counter() - start
     texts = [r["text"] for r in records]
     table = benchmark_table(texts, subset, clean=clean)
