@@ -241,3 +241,18 @@ def test_cli_bad_input_fails_before_any_request(case, tmp_path):
     assert run.returncode == 2, run.stderr[-2000:]
     assert match in run.stderr
     assert srv.requests == 0
+
+
+def test_secrets_never_reach_uns_or_the_h5ad(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    adata, _ = marker_adata()
+    with FaultyChatServer() as srv:
+        url = srv.url.replace("http://", "http://me:PW-in-url@")
+        extra = {"headers": {"Authorization": "Bearer sk-deep"}, "top_p": 0.9}
+        annotate(adata, url, backend_kwargs={"api_key": "sk-top", "extra_body": extra})
+    adata.write_h5ad(tmp_path / "out.h5ad")
+    stored = (tmp_path / "out.h5ad").read_bytes()
+    shown = repr(adata.uns["cello1"]["params"])
+    for secret in ("PW-in-url", "sk-deep", "sk-top"):
+        assert secret not in shown and secret.encode() not in stored
+    assert srv.url in shown
