@@ -210,8 +210,8 @@ def run_cached(
                 try:
                     for k, gens in results:
                         if isinstance(gens, BaseException):
-                            out.failed[chunk[k]] = str(gens) or type(gens).__name__
-                            logger.warning("%s %d failed: %s", unit, chunk[k], out.failed[chunk[k]])
+                            out.failed[chunk[k]] = _describe(gens)
+                            _log_failure(unit, chunk[k], out.failed[chunk[k]], len(out.failed))
                         else:
                             keep(chunk[k], gens)
                         bar.update()
@@ -247,6 +247,26 @@ def run_cached(
         bar.close()
     out.seconds = time.perf_counter() - start
     return out
+
+
+#: Failures logged as warnings, one by one; later ones go to info (the final error
+#: counts them all).
+_WARN_FAILURES = 5
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    if type(error).__name__ == "RequestError" and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _log_failure(unit: str, index: int, error: str, count: int) -> None:
+    if count <= _WARN_FAILURES:
+        more = "; further failures are logged at info" if count == _WARN_FAILURES else ""
+        logger.warning("%s %d failed: %s%s", unit, index, error, more)
+    else:
+        logger.info("%s %d failed: %s", unit, index, error)
 
 
 def failure_error(
