@@ -192,3 +192,18 @@ def test_bad_settings_make_no_request(tmp_path, kwargs, error, match):
                 **kwargs,
             )
     assert srv.requests == 0
+
+
+def test_an_in_process_error_stops_the_run_and_keeps_the_finished_batches(tmp_path, caplog):
+    from tests.tl._annotate_backends import InterruptingBackend, ScriptedBackend
+
+    items = puzzles(6)
+    oracle = ScriptedBackend(lambda genes, candidates, call: list(candidates))
+    broken = InterruptingBackend(oracle, at=2, error=MemoryError)
+    with pytest.raises(MemoryError), caplog.at_level("WARNING"):
+        solve(items, model=broken, cache_dir=tmp_path / "cache", batch_size=2)
+    assert cached(tmp_path) == 2
+    assert "stopped by MemoryError: 2 of 6 puzzles answered" in caplog.text
+    again = ScriptedBackend(lambda genes, candidates, call: list(candidates))
+    res = solve(items, model=again, cache_dir=tmp_path / "cache", batch_size=2)
+    assert again.calls == 4 and len(res) == 6
