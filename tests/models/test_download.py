@@ -269,3 +269,11 @@ def _spec(name):
     from sc_cello1.models._registry import get_spec
 
     return get_spec(name)
+
+
+def test_hub_token_goes_to_the_hub_only(monkeypatch):
+    from sc_cello1._hub._http import _headers
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert _headers(models.HUB_URL + "/a/b/resolve/main/x")["Authorization"] == "Bearer hf_secret"
+    assert "Authorization" not in _headers("http://127.0.0.1:9/a/b/resolve/main/x")

@@ -1,5 +1,7 @@
 """CellPuzzles: the :class:`Puzzle` record, its prompts, building, splitting and I/O."""
 
+from sc_cello1._hub import DatasetNotCachedError
+
 from ._build import build_puzzles
 from ._cellpuzzles import SPLITS, cellpuzzles
 from ._context import CONTEXT_FIELDS, context_sentence
@@ -15,6 +17,7 @@ __all__ = [
     "PROMPT_VERSION",
     "SPLITS",
     "SYSTEM_MSG",
+    "DatasetNotCachedError",
     "Puzzle",
     "build_messages",
     "build_puzzles",

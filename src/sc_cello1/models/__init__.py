@@ -32,9 +32,11 @@ of ``cell-o1`` in particular).
 """
 
 from ._download import (
+    DatasetNotCachedError,
     IncompleteDownloadError,
     ModelDownloadError,
     ModelNotCachedError,
+    NotCachedError,
     RevisionNotFoundError,
     available,
     cached_revisions,
@@ -49,10 +51,12 @@ from ._resolve import check_model, fetch, resolve
 
 __all__ = [
     "HUB_URL",
+    "DatasetNotCachedError",
     "IncompleteDownloadError",
     "ModelDownloadError",
     "ModelNotCachedError",
     "ModelSpec",
+    "NotCachedError",
     "ResolvedModel",
     "RevisionNotFoundError",
     "available",

@@ -14,6 +14,7 @@ from sc_cello1._logging import logger
 from ._download import (
     ModelDownloadError,
     ModelNotCachedError,
+    NotCachedError,
     _checked_revision,
     fetch_spec,
     is_cached,
@@ -214,7 +215,7 @@ def resolve(
             progress=progress,
             verify=verify,
         )
-    except (ModelNotCachedError, ModelDownloadError) as e:
+    except (NotCachedError, ModelDownloadError) as e:
         if not spec.gguf_fallback or spec.revision != get_spec(spec.name).revision:
             raise  # no fallback for a revision the user named
         gguf = smollm2_gguf_path()
@@ -299,8 +300,9 @@ def fetch(
 
     Raises
     ------
-    ModelNotCachedError
-        Files are missing and ``download=False`` (a :class:`FileNotFoundError`).
+    ModelNotCachedError, DatasetNotCachedError
+        Files are missing and ``download=False`` (a :class:`NotCachedError`, itself a
+        :class:`FileNotFoundError`).
     RevisionNotFoundError
         The server does not hold the revision (pinned or asked for); the message says how
         to proceed (a :class:`ModelDownloadError`).
