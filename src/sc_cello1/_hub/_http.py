@@ -54,7 +54,7 @@ def resolve_base_url(spec: ModelSpec, mirror: str | None = None) -> str:
 
 
 def _hub_token() -> str | None:
-    """The hub token as the hub client finds it (``HF_TOKEN``, else ``hf auth login``'s file).
+    """Return the hub token as the hub client finds it (``HF_TOKEN``, else ``hf auth login``'s file).
 
     ``huggingface_hub`` comes with the ``llm`` extra; without it, ``$HF_TOKEN`` alone.
     """

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sc_cello1._io import staged_into
 from sc_cello1._logging import logger
 
 if TYPE_CHECKING:
@@ -278,8 +278,14 @@ def write_outputs(
     ``merge=True`` as a full merged model there and the adapter under ``adapter/``.
     """
     is_peft = hasattr(model, "peft_config")
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=output_dir))
-    try:
+    # Files of the other layout left by an earlier run would confuse loaders.
+    stale: tuple[str, ...]
+    if is_peft and not merge:
+        stale = ("config.json", "model.safetensors", "model.safetensors.index.json")
+    else:
+        stale = ("adapter_config.json", "adapter_model.safetensors")
+    # What a previous run left at the top level is replaced; cello1_train.json goes last.
+    with staged_into(output_dir, last=TRAIN_INFO, remove=stale) as tmp:
         if is_peft and merge:
             model.save_pretrained(tmp / "adapter")
             tokenizer.save_pretrained(tmp / "adapter")
@@ -288,26 +294,7 @@ def write_outputs(
         else:
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        # Remove what a previous run left at the top level, then move the new files in.
-        (output_dir / TRAIN_INFO).unlink(missing_ok=True)
-        for name in os.listdir(tmp):
-            target = output_dir / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(tmp / name, target)
-        # Files of the other layout left by an earlier run would confuse loaders.
-        stale: tuple[str, ...]
-        if is_peft and not merge:
-            stale = ("config.json", "model.safetensors", "model.safetensors.index.json")
-        else:
-            stale = ("adapter_config.json", "adapter_model.safetensors")
-        for name in stale:
-            (output_dir / name).unlink(missing_ok=True)
-        tmp_info = output_dir / (TRAIN_INFO + ".tmp")
-        tmp_info.write_text(json.dumps(info, indent=2, default=str))
-        os.replace(tmp_info, output_dir / TRAIN_INFO)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / TRAIN_INFO).write_text(json.dumps(info, indent=2, default=str))
     return output_dir
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from sc_cello1._io import staged_into
 from sc_cello1._logging import log_elapsed
 
 from ._data import TRAIN_INFO, adapter_base, check_output_dir, load_model, resolve_model
@@ -63,20 +62,10 @@ def merge_lora(
 
             tokenizer = load_tokenizer(adapter)
         merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-merge-", dir=out))
-        try:
+        stale = ("adapter_config.json", "adapter_model.safetensors")
+        with staged_into(out, last=TRAIN_INFO, remove=stale) as tmp:
             merged.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             info = {"trainer": "merge_lora", "adapter": str(adapter.resolve()), "base_model": base}
             (tmp / TRAIN_INFO).write_text(json.dumps(info, indent=2))
-            (out / TRAIN_INFO).unlink(missing_ok=True)
-            for name in ("adapter_config.json", "adapter_model.safetensors"):
-                (out / name).unlink(missing_ok=True)
-            for name in sorted(os.listdir(tmp), key=lambda n: n == TRAIN_INFO):
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(tmp / name, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
