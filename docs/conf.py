@@ -141,11 +141,6 @@ def _copy_tutorials() -> None:
 
 _copy_tutorials()
 
-# GRPOModule is built by a factory on first access (so `import sc_cello1` does not
-# import Lightning); its methods are local functions that the typehints extension
-# cannot resolve, which is harmless.
-suppress_warnings = ["sphinx_autodoc_typehints.local_function"]
-
 
 # --- docstrings must be valid reStructuredText ---------------------------------------
 # sphinx-autodoc-typehints re-parses each docstring (after napoleon) with its own
