@@ -59,10 +59,12 @@ def _classify(model: object) -> tuple[Source, ModelSpec | Path]:
         msg = f"model must be a registered name (str) or a path, not {type(model).__name__}."
         raise TypeError(msg)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             msg = (
-                f"Folder {str(path)!r} has no config.json, so transformers cannot load it. Pass "
-                "a folder written by `save_pretrained` (config.json, weights, tokenizer files)."
+                f"Folder {str(path)!r} has neither config.json (a transformers model) nor "
+                "adapter_config.json (a LoRA adapter), so transformers cannot load it. Pass "
+                "a folder written by `save_pretrained` (config.json, weights, tokenizer files) "
+                "or the output_dir of a training run."
             )
             raise ValueError(msg)
         return "local", path.resolve()
@@ -201,7 +203,10 @@ def resolve(
     source, target = _classify(model)
     if source == "local":
         path = cast("Path", target)
-        return ResolvedModel(path=path, name=str(path), revision=None, source="local")
+        adapter = (path / "adapter_config.json").is_file()
+        return ResolvedModel(
+            path=path, name=str(path), revision=None, source="local", is_adapter=adapter
+        )
     if source == "gguf":
         path = cast("Path", target)
         return _from_gguf(path, name=str(path), repo=None, cache_dir=cache_dir)

@@ -20,11 +20,10 @@ from ._config import GRPOConfig, make_config
 from ._data import (
     check_output_dir,
     check_puzzles,
+    load_chat_tokenizer,
     load_model,
-    load_tokenizer,
     lora_config,
     output_merge,
-    resolve_model,
     training_info,
     write_outputs,
 )
@@ -176,7 +175,9 @@ def grpo(
     eval_list = None if eval_puzzles is None else check_puzzles(eval_puzzles, what="eval_puzzles")
     tkw = _check_trainer_kwargs(trainer_kwargs)
     out = check_output_dir(output_dir)
-    source = resolve_model(model)
+    from sc_cello1.models import resolve
+
+    source = resolve(model)
     merge = output_merge(source, cfg)
     if reward_fn is not None and not callable(reward_fn):
         msg = f"reward_fn must be callable (completions, answer=..., **kwargs) -> list[float], got {type(reward_fn).__name__}."
@@ -194,7 +195,7 @@ def grpo(
         from ._data import adapter_base
 
         tok_dir = Path(adapter_base(source.path))
-    tokenizer = load_tokenizer(tok_dir)
+    tokenizer = load_chat_tokenizer(tok_dir)
     from ._grpo_data import GRPODataModule, rl_records
 
     train_records = rl_records(puzzles, tokenizer, cfg.prompt_style)

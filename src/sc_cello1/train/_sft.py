@@ -20,7 +20,6 @@ from ._data import (
     lora_config,
     output_merge,
     prompt_messages,
-    resolve_model,
     torch_dtype,
     training_info,
     write_outputs,
@@ -110,7 +109,9 @@ def sft(
     cfg = make_config(SFTConfig, config, overrides)
     puzzles = check_puzzles(puzzles)
     out = check_output_dir(output_dir)
-    source = resolve_model(model)
+    from sc_cello1.models import resolve
+
+    source = resolve(model)
     merge = output_merge(source, cfg)
 
     import torch
