@@ -5,7 +5,7 @@ from sc_cello1._hub import DatasetNotCachedError
 from ._build import build_puzzles
 from ._cellpuzzles import SPLITS, cellpuzzles
 from ._context import CONTEXT_FIELDS, context_sentence
-from ._io import read_puzzles, write_puzzles
+from ._files import read_puzzles, write_puzzles
 from ._leakage import leakage
 from ._prompts import PROMPT_STYLES, PROMPT_VERSION, SYSTEM_MSG, build_messages
 from ._puzzle import Puzzle

@@ -99,7 +99,7 @@ def cellpuzzles(
     # for weights and data files. Imported at call time only.
     from sc_cello1._hub import fetch_spec, spec_at
 
-    from ._io import read_puzzles
+    from ._files import read_puzzles
 
     _check_split(split)
     if not isinstance(download, bool) or not isinstance(verify, bool):
