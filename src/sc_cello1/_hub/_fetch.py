@@ -198,6 +198,54 @@ def pin_revision(
 # --------------------------------------------------------------------------- fetch
 
 
+def _download_one(
+    store: Any,
+    spec: ModelSpec,
+    base_url: str,
+    root: Path,
+    file: str,
+    label: str,
+    expected: dict[str, str | None],
+    rest: list[str],
+    show: bool,
+) -> _ResumableDownload:
+    """Download ``file`` through pooch's ``store``; turn failures into messages that say what to do.
+
+    ``rest`` are the files still needed (this one first), named in the messages.
+    """
+    import requests
+
+    url = spec.url(file, base_url)
+    loader = _ResumableDownload(_part_path(root, file), label=label, progress=show)
+    logger.info("Downloading %s from %s", file, url)
+    try:
+        with _quiet_pooch():
+            store.fetch(file, downloader=loader)
+    except ValueError as e:
+        if "hash" not in str(e):
+            raise
+        msg = (
+            f"{kind(spec)} {spec.name!r}: file {file!r} downloaded from {url} failed "
+            f"verification (sha256 expected {expected[file]}, got {loader.sha256}); the "
+            "download was deleted. The server holds a different file than the registry "
+            "pins: check the revision and the hash, or the mirror."
+        )
+        raise ValueError(msg) from e
+    except requests.HTTPError as e:
+        msg = _http_error_message(spec, base_url, url, e.response, rest, root)
+        if (
+            e.response is not None
+            and e.response.status_code == 404
+            and e.response.headers.get("X-Error-Code") == "RevisionNotFound"
+        ):
+            raise RevisionNotFoundError(msg) from e
+        raise ModelDownloadError(msg) from e
+    except (requests.RequestException, IncompleteDownloadError) as e:
+        reason = f"the download failed ({type(e).__name__}: {e})"
+        raise ModelDownloadError(_offline_message(spec, rest, root, reason)) from e
+    return loader
+
+
 def fetch_spec(
     spec: ModelSpec,
     *,
@@ -240,7 +288,6 @@ def fetch_spec(
         raise not_cached(spec, _offline_message(spec, missing, root, "HF_HUB_OFFLINE is set"))
 
     import pooch  # only when something must be downloaded: a complete cache stays fast
-    import requests
 
     downloaded: list[str] = []
     with _lock(mpath.with_suffix(".lock")):
@@ -262,37 +309,10 @@ def fetch_spec(
         start = time.perf_counter()
         for i, file in enumerate(missing):
             url = spec.url(file, base_url)
-            loader = _ResumableDownload(
-                _part_path(root, file),
-                label=f"{spec.name}: {file} ({i + 1}/{len(missing)})",
-                progress=show,
+            label = f"{spec.name}: {file} ({i + 1}/{len(missing)})"
+            loader = _download_one(
+                store, spec, base_url, root, file, label, expected, missing[i:], show
             )
-            logger.info("Downloading %s from %s", file, url)
-            try:
-                with _quiet_pooch():
-                    store.fetch(file, downloader=loader)
-            except ValueError as e:
-                if "hash" not in str(e):
-                    raise
-                msg = (
-                    f"{kind(spec)} {spec.name!r}: file {file!r} downloaded from {url} failed "
-                    f"verification (sha256 expected {expected[file]}, got {loader.sha256}); the "
-                    "download was deleted. The server holds a different file than the registry "
-                    "pins: check the revision and the hash, or the mirror."
-                )
-                raise ValueError(msg) from e
-            except requests.HTTPError as e:
-                msg = _http_error_message(spec, base_url, url, e.response, missing[i:], root)
-                if (
-                    e.response is not None
-                    and e.response.status_code == 404
-                    and e.response.headers.get("X-Error-Code") == "RevisionNotFound"
-                ):
-                    raise RevisionNotFoundError(msg) from e
-                raise ModelDownloadError(msg) from e
-            except (requests.RequestException, IncompleteDownloadError) as e:
-                reason = f"the download failed ({type(e).__name__}: {e})"
-                raise ModelDownloadError(_offline_message(spec, missing[i:], root, reason)) from e
             path = root / file
             sha = loader.sha256 or _cache.sha256_file(path)
             st = path.stat()

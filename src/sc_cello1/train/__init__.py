@@ -12,10 +12,11 @@ plain torch), the training plan :class:`GRPOModule` (a LightningModule), the dat
 
 from typing import Any
 
-from ._config import GRPOConfig, SFTConfig
 from ._grpo import group_advantages, grpo, grpo_loss, k3_kl
+from ._grpo_config import GRPOConfig
 from ._merge import merge_lora
 from ._sft import sft
+from ._sft_config import SFTConfig
 
 __all__ = [
     "GRPOConfig",

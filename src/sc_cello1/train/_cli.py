@@ -12,7 +12,8 @@ import json
 import warnings
 from typing import Any
 
-from ._config import GRPOConfig, SFTConfig
+from ._grpo_config import GRPOConfig
+from ._sft_config import SFTConfig
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sc_cello1._logging import logger, progress_disabled
 
-from ._config import GRPOConfig, make_config
+from ._config import make_config
 from ._data import (
     check_output_dir,
     check_puzzles,
@@ -27,6 +27,7 @@ from ._data import (
     training_info,
     write_outputs,
 )
+from ._grpo_config import GRPOConfig
 from ._grpo_loss import (
     KL_BOUND,
     LOG_RATIO_BOUND,
@@ -95,6 +96,65 @@ def _check_trainer_kwargs(trainer_kwargs: Any) -> dict[str, Any]:
         )
         raise ValueError(msg)
     return dict(trainer_kwargs)
+
+
+def _load_policy(source: Any, cfg: GRPOConfig) -> Any:
+    """Load the starting policy, with LoRA adapters and gradient checkpointing as configured."""
+    from sc_cello1._logging import log_elapsed
+
+    with log_elapsed("GRPO: loaded %s", source.name):
+        policy, _ = load_model(source, dtype=cfg.dtype)
+    if cfg.use_peft:
+        from peft import get_peft_model
+
+        policy = get_peft_model(policy, lora_config(cfg))
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        if cfg.use_peft:
+            policy.enable_input_require_grads()
+    policy.train()
+    return policy
+
+
+def _trainer(
+    cfg: GRPOConfig, out: Path, tkw: dict[str, Any], *, n_train_batches: int, validate: bool
+) -> Any:
+    """Build the :class:`lightning.Trainer`: checkpoints, CSV logs, the config's limits."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    callbacks = list(tkw.pop("callbacks", []) or [])
+    callbacks.append(
+        ModelCheckpoint(
+            dirpath=out / "checkpoints",
+            filename="step{step}",
+            save_last=True,
+            save_top_k=1,
+            every_n_train_steps=cfg.save_steps or None,
+        )
+    )
+    # Accumulation and clipping happen in GRPOModule.update (manual optimisation).
+    trainer_args: dict[str, Any] = {
+        "max_steps": cfg.max_steps,
+        "max_epochs": -1 if cfg.max_steps > 0 else cfg.num_train_epochs,
+        "log_every_n_steps": cfg.logging_steps,
+        "num_sanity_val_steps": 0,
+        "enable_progress_bar": not progress_disabled(),
+        "enable_model_summary": False,
+        "default_root_dir": str(out),
+        "logger": CSVLogger(str(out), name="logs"),
+        "callbacks": callbacks,
+    }
+    if cfg.precision is not None:
+        trainer_args["precision"] = cfg.precision
+    if not validate:
+        trainer_args["limit_val_batches"] = 0
+    elif cfg.eval_steps:
+        trainer_args["val_check_interval"] = min(cfg.eval_steps, n_train_batches)
+    trainer_args.update(tkw)
+    trainer = L.Trainer(**trainer_args)
+    return trainer
 
 
 def grpo(
@@ -188,8 +248,6 @@ def grpo(
         )
         raise ValueError(msg)
 
-    from sc_cello1._logging import log_elapsed
-
     tok_dir = source.path
     if source.is_adapter and not (source.path / "tokenizer_config.json").is_file():
         from ._data import adapter_base
@@ -211,58 +269,19 @@ def grpo(
         raise ValueError(msg)
 
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    with log_elapsed("GRPO: loaded %s", source.name):
-        policy, _ = load_model(source, dtype=cfg.dtype)
-    if cfg.use_peft:
-        from peft import get_peft_model
-
-        policy = get_peft_model(policy, lora_config(cfg))
-    if cfg.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
-        if cfg.use_peft:
-            policy.enable_input_require_grads()
-    policy.train()
+    policy = _load_policy(source, cfg)
     module = grpo_module_class()(policy, tokenizer, cfg, reward_fn=reward_fn)
 
     data = GRPODataModule(train_records, eval_records, batch_size=cfg.puzzles_per_step)
     train_loader = data.train_dataloader()
     val_loader = data.val_dataloader() if eval_records else None
 
-    callbacks = list(tkw.pop("callbacks", []) or [])
-    callbacks.append(
-        ModelCheckpoint(
-            dirpath=out / "checkpoints",
-            filename="step{step}",
-            save_last=True,
-            save_top_k=1,
-            every_n_train_steps=cfg.save_steps or None,
-        )
+    trainer = _trainer(
+        cfg, out, tkw, n_train_batches=len(train_loader), validate=val_loader is not None
     )
-    # Accumulation and clipping happen in GRPOModule.update (manual optimisation).
-    trainer_args: dict[str, Any] = {
-        "max_steps": cfg.max_steps,
-        "max_epochs": -1 if cfg.max_steps > 0 else cfg.num_train_epochs,
-        "log_every_n_steps": cfg.logging_steps,
-        "num_sanity_val_steps": 0,
-        "enable_progress_bar": not progress_disabled(),
-        "enable_model_summary": False,
-        "default_root_dir": str(out),
-        "logger": CSVLogger(str(out), name="logs"),
-        "callbacks": callbacks,
-    }
-    if cfg.precision is not None:
-        trainer_args["precision"] = cfg.precision
-    if val_loader is None:
-        trainer_args["limit_val_batches"] = 0
-    elif cfg.eval_steps:
-        trainer_args["val_check_interval"] = min(cfg.eval_steps, len(train_loader))
-    trainer_args.update(tkw)
-    trainer = L.Trainer(**trainer_args)
 
     if ckpt_path is None and cfg.resume and (out / "checkpoints" / "last.ckpt").is_file():
         ckpt_path = out / "checkpoints" / "last.ckpt"

@@ -17,8 +17,8 @@ import torch
 from sc_cello1._logging import logger
 from sc_cello1.metrics import evaluate, score_completion
 
-from ._config import GRPOConfig
 from ._generate import generate
+from ._grpo_config import GRPOConfig
 from ._grpo_loss import group_advantages, grpo_loss, token_log_probs
 
 

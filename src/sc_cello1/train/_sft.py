@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sc_cello1._logging import logger, progress_disabled
 
-from ._config import SFTConfig, make_config
+from ._config import make_config
 from ._data import (
     check_output_dir,
     check_puzzles,
@@ -24,6 +24,7 @@ from ._data import (
     training_info,
     write_outputs,
 )
+from ._sft_config import SFTConfig
 
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
