@@ -76,6 +76,15 @@ def _floor(mod: str) -> int | None:
 #: Known exceptions, each with its reason (a new upward import still fails the test).
 ALLOWED_UP: set[str] = set()
 
+#: Modules that still import the package root (``sc_cello1``), which re-exports and is
+#: not a library; owned by open work (issues 17 and 19), to be fixed and removed from
+#: here by the lead: ``from sc_cello1._settings import settings`` / the subpackages.
+ALLOWED_ROOT_IMPORTS = {
+    "sc_cello1.tl._annotate_cli",
+    "sc_cello1.tl._benchmark",
+    "sc_cello1.tl._cli",
+}
+
 
 def test_imports_only_go_down():
     modules = _modules()
@@ -86,9 +95,7 @@ def test_imports_only_go_down():
             continue
         for dep in _imports(mod, path, modules):
             there = _floor(dep)
-            if dep == "sc_cello1":
-                # `from sc_cello1 import __version__`: tolerated until __version__ has a
-                # module of its own on the ground floor
+            if dep == "sc_cello1" and mod in ALLOWED_ROOT_IMPORTS:
                 continue
             if (there is None or there > here) and f"{mod} -> {dep}" not in ALLOWED_UP:
                 wrong.append(f"{mod} -> {dep}")
@@ -124,3 +131,9 @@ def test_answer_format_sits_below_data_and_metrics():
         assert not any(
             d.startswith("sc_cello1.metrics") for d in _imports(mod, modules[mod], modules)
         )
+
+
+def test_allowed_root_imports_are_still_needed():
+    modules = _modules()
+    importing = {m for m, p in modules.items() if "sc_cello1" in _imports(m, p, modules)}
+    assert ALLOWED_ROOT_IMPORTS <= importing, "fixed: remove them from ALLOWED_ROOT_IMPORTS"
