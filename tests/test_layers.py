@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "sc_cello1"
 #: Floor of each top-level module or subpackage (higher may import lower, not back).
 FLOORS = {
     "_answer": 0,
+    "_config": 0,
     "_hub": 0,
     "_io": 0,
     "_settings": 0,

@@ -255,8 +255,8 @@ class _FlagNames(logging.Filter):
 @contextmanager
 def _command_settings(verbose: int, names: Mapping[str, str]) -> Iterator[None]:
     """Verbosity, progress and flag names for one command; restored afterwards."""
-    from sc_cello1._settings import settings
     from sc_cello1._logging import logger
+    from sc_cello1._settings import settings
 
     old = (settings.verbosity, settings.progress)
     settings.verbosity = min(max(1 + verbose, 0), 3)

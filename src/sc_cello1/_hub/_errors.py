@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 class NotCachedError(FileNotFoundError):
     """Files of a registered entry are missing from the cache and downloading was not allowed.
 
-    The base of :class:`ModelNotCachedError` and :class:`DatasetNotCachedError`.
+    The base of :class:`~sc_cello1.models.ModelNotCachedError` and
+    :class:`~sc_cello1.data.DatasetNotCachedError`.
     """
 
 

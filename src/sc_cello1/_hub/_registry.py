@@ -75,7 +75,7 @@ class ModelSpec:
         File name -> sha256 (64 hex digits), or ``None`` where the hash is not known in
         advance (it is then recorded at first download and verified on every later load).
     base_url
-        Server root, ``None`` for the hub (or the mirror, see :func:`fetch`).
+        Server root, ``None`` for the hub (or the mirror, see :func:`~sc_cello1.models.fetch`).
     licence
         Licence of the weights.
     description
@@ -295,11 +295,11 @@ def register(
     repo
         Path between the base URL and ``resolve``; default ``name``.
     licence
-        Licence of the weights, shown by :func:`available`.
+        Licence of the weights, shown by :func:`~sc_cello1.models.available`.
     description
-        One line shown by :func:`available`.
+        One line shown by :func:`~sc_cello1.models.available`.
     size_bytes
-        Approximate total size, shown by :func:`available`.
+        Approximate total size, shown by :func:`~sc_cello1.models.available`.
     overwrite
         Replace an existing registration of ``name`` (built-in models cannot be replaced).
     repo_type

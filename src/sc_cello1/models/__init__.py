@@ -6,7 +6,7 @@ revision: a commit, or a moving name such as ``main``, resolved once to the comm
 hub reports (its ``X-Repo-Commit`` header), which is what the cache, the manifest and
 every result record.
 
-``model=`` may be a registered name (see :func:`available`), a local folder with
+``model=`` may be a registered name (see :func:`~sc_cello1.models.available`), a local folder with
 ``config.json``, or a ``.gguf`` file; :func:`resolve` turns it into a folder that
 transformers loads, with the provenance to record.
 
@@ -32,7 +32,6 @@ of ``cell-o1`` in particular).
 """
 
 from ._download import (
-    DatasetNotCachedError,
     IncompleteDownloadError,
     ModelDownloadError,
     ModelNotCachedError,
@@ -51,7 +50,6 @@ from ._resolve import check_model, fetch, resolve
 
 __all__ = [
     "HUB_URL",
-    "DatasetNotCachedError",
     "IncompleteDownloadError",
     "ModelDownloadError",
     "ModelNotCachedError",

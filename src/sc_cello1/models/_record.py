@@ -45,7 +45,7 @@ class ResolvedModel:
     Notes
     -----
     Made once by :func:`~sc_cello1.models.resolve` and passed down: every function that
-    takes ``model=`` also takes a :class:`ResolvedModel` and uses it as is, without
+    takes ``model=`` also takes a :class:`~sc_cello1.models.ResolvedModel` and uses it as is, without
     checking or resolving it again.
     """
 

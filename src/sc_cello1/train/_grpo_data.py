@@ -38,7 +38,7 @@ class GRPODataModule(L.LightningDataModule):
     """The rollout prompts of GRPO as a :class:`lightning.LightningDataModule`.
 
     Each batch is a list of ``batch_size`` records ``{"prompt", "answer"}`` (see
-    :func:`rl_records`), shuffled for training; the validation batches hold at least 8
+    ``rl_records``), shuffled for training; the validation batches hold at least 8
     records. :func:`~sc_cello1.train.grpo` builds it; pass it to
     :meth:`lightning.Trainer.fit` as ``datamodule=`` to train a
     :class:`~sc_cello1.train.GRPOModule` yourself.

@@ -149,7 +149,7 @@ class GRPOModule(L.LightningModule):
         """Sample ``num_generations`` completions per rendered prompt from the current policy.
 
         Returns ``(prompt_ids, prompt_mask, completion_ids, completion_mask, texts)``
-        as :func:`sc_cello1.train._generate.generate`, rows grouped by prompt. The
+        as ``sc_cello1.train._generate.generate``, rows grouped by prompt. The
         rollout engine (transformers or a colocated vLLM engine) first receives the
         policy weights if an optimizer step changed them since the last rollout.
         """
