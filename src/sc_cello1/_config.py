@@ -322,7 +322,7 @@ def _argument(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
 
 def add_config_options(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-    cls: type[VerbConfig],
+    cls: type,
     *,
     skip: Sequence[str] = (),
     only_given: bool = False,
@@ -338,7 +338,9 @@ def add_config_options(
     parser
         A parser or an argument group.
     cls
-        The config class.
+        The config class: a :class:`VerbConfig`, or any dataclass whose fields carry
+        ``metadata={"help": ...}`` (the trainers' configs), with an optional
+        ``_OLD_NAMES`` mapping.
     skip
         Fields the caller adds itself (positional arguments, say).
     only_given
@@ -369,7 +371,7 @@ def add_config_options(
         }
         parser.add_argument(_flag(f), **kwargs)
         added.append(f.name)
-    for old, new in cls._OLD_NAMES.items():
+    for old, new in getattr(cls, "_OLD_NAMES", {}).items():
         if new in added:
             extra = _argument(fields[new], hints[new])
             parser.add_argument(
@@ -390,8 +392,13 @@ def _default(f: dataclasses.Field) -> Any:
     return None
 
 
-def config_kwargs_from_args(args: argparse.Namespace, cls: type[VerbConfig]) -> dict[str, Any]:
+def config_kwargs_from_args(
+    args: argparse.Namespace, cls: type, *, only_given: bool = False
+) -> dict[str, Any]:
     """Return the config keywords in ``args``; old flags are mapped with a FutureWarning.
+
+    ``only_given`` as given to :func:`add_config_options`: then a field in ``args`` was
+    typed by the user (else it may be its default).
 
     Raises
     ------
@@ -399,12 +406,12 @@ def config_kwargs_from_args(args: argparse.Namespace, cls: type[VerbConfig]) -> 
         An old flag and its new one were both given.
     """
     given = vars(args)
-    out = {name: given[name] for name in cls.field_names() if name in given}
-    for old, new in cls._OLD_NAMES.items():
+    out = {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}
+    for old, new in getattr(cls, "_OLD_NAMES", {}).items():
         if f"_old_{old}" not in given:
             continue
         flag, new_flag = "--" + old.replace("_", "-"), "--" + new.replace("_", "-")
-        if new in out and out[new] != _default(_field(cls, new)):
+        if new in out and (only_given or out[new] != _default(_field(cls, new))):
             msg = f"both {flag} (old name) and {new_flag} were given; pass only {new_flag}."
             raise ValueError(msg)
         warnings.warn(
@@ -421,7 +428,7 @@ def config_from_args(args: argparse.Namespace, cls: type[C], **extra: Any) -> C:
     return cls.from_call(**{**config_kwargs_from_args(args, cls), **extra})
 
 
-def _field(cls: type[VerbConfig], name: str) -> dataclasses.Field:
+def _field(cls: type, name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 

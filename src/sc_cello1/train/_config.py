@@ -12,10 +12,18 @@ import dataclasses
 import functools
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-_PROMPT_STYLES = ("eval", "sft", "rl")
-_ROLLOUTS = ("auto", "transformers", "vllm")
+from sc_cello1.data._prompts import PromptStyle
+
+#: Where GRPO samples its rollouts.
+Rollout = Literal["auto", "transformers", "vllm"]
+#: The dtype the weights are loaded in (``"auto"``: bfloat16 on a GPU that supports it).
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+# the choices, for the checks and the command line (one source: the Literal types)
+_PROMPT_STYLES: tuple[str, ...] = get_args(PromptStyle)
+_ROLLOUTS: tuple[str, ...] = get_args(Rollout)
 
 
 def rename_old_names(cls: type, kwargs: dict[str, Any], stacklevel: int = 3) -> dict[str, Any]:
@@ -116,7 +124,7 @@ class _CommonConfig:
     seed: int = field(
         default=0, metadata={"help": "Random seed (data order, adapter initialisation, sampling)."}
     )
-    dtype: str = field(
+    dtype: Dtype = field(
         default="auto",
         metadata={
             "help": "Weights dtype when loading the model: 'auto' (bfloat16 on a GPU that supports "

@@ -8,6 +8,8 @@ from typing import ClassVar
 from ._config import (
     _PROMPT_STYLES,
     _ROLLOUTS,
+    PromptStyle,
+    Rollout,
     _accepts_old_names,
     _check_positive,
     _CommonConfig,
@@ -107,7 +109,7 @@ class GRPOConfig(_CommonConfig):
     top_p: float = field(
         default=1.0, metadata={"help": "Nucleus sampling of the rollouts (1: off)."}
     )
-    rollout: str = field(
+    rollout: Rollout = field(
         default="auto",
         metadata={
             "help": "Rollout engine: 'transformers' (generate on the policy), 'vllm' (a colocated "
@@ -123,7 +125,7 @@ class GRPOConfig(_CommonConfig):
             "the rest is left to training."
         },
     )
-    prompt_style: str = field(
+    prompt_style: PromptStyle = field(
         default="rl",
         metadata={
             "help": "Prompt layout: 'rl' (one user turn user_msg + ' ' + system_msg, authors), 'sft' or 'eval'."

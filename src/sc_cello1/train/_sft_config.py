@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from ._config import (
     _PROMPT_STYLES,
+    PromptStyle,
     _accepts_old_names,
     _check_positive,
     _CommonConfig,
@@ -56,7 +57,7 @@ class SFTConfig(_CommonConfig):
             "help": "Loss on the assistant turn only (True, authors) or on the whole sequence."
         },
     )
-    prompt_style: str = field(
+    prompt_style: PromptStyle = field(
         default="sft",
         metadata={
             "help": "Prompt layout: 'sft' (system turn + user turn, authors' SFT), 'rl' or 'eval' "
