@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+# Dtype: the annotation of the inherited field `dtype`, resolved in this module by the docs
 from ._config import (
     _PROMPT_STYLES,
     _ROLLOUTS,
+    Dtype,  # noqa: F401
     PromptStyle,
     Rollout,
     _accepts_old_names,

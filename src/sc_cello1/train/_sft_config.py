@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+# Dtype: the annotation of the inherited field `dtype`, resolved in this module by the docs
 from ._config import (
     _PROMPT_STYLES,
+    Dtype,  # noqa: F401
     PromptStyle,
     _accepts_old_names,
     _check_positive,
