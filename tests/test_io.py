@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sc_cello1._io import atomic_path, atomic_write
+from sc_cello1._io import atomic_dir, atomic_path, atomic_write, staged_into
 from sc_cello1.data import Puzzle, read_puzzles, write_puzzles
 
 
@@ -84,17 +84,76 @@ def test_write_puzzles_file_mode(tmp_path, suffix):
     assert _leftovers(path.parent) == []
 
 
-def test_no_mkstemp_outside_models_and_train():
-    """Every output outside models/ and train/ goes through ``sc_cello1._io``."""
+def test_no_atomic_write_written_out_by_hand_in_src():
+    """Every output of the package goes through ``sc_cello1._io`` (no mkstemp, mkdtemp, replace)."""
     src = Path(__file__).resolve().parents[1] / "src" / "sc_cello1"
-    offenders = [
-        str(p.relative_to(src))
-        for p in src.rglob("*.py")
-        if p.parts[-2] not in ("models", "train")
-        and p.name != "_io.py"
-        and ("mkstemp(" in p.read_text() or "NamedTemporaryFile(" in p.read_text())
+    offenders = []
+    for p in src.rglob("*.py"):
+        if p.name == "_io.py":
+            continue
+        text = p.read_text()
+        for needle in ("mkstemp(", "mkdtemp(", "os.replace(", "os.rename(", "NamedTemporaryFile("):
+            if needle in text:
+                offenders.append(f"{p.relative_to(src)}: {needle}")
+    assert sorted(offenders) == [
+        # the resumable .part (kept on failure to resume) handed to pooch, which moves it
+        "_hub/_http.py: os.replace(",
+        # the writability probe of train.check_output_dir: created and deleted at once
+        "train/_data.py: NamedTemporaryFile(",
     ]
-    assert offenders == []
+
+
+def test_atomic_dir_has_umask_mode_and_replaces_the_old_folder(tmp_path, umask):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert _mode(target) == 0o777 & ~umask and (target / "a.txt").read_text() == "1"
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_dir_failure_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("new")
+        raise RuntimeError
+    assert (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_staged_into_moves_the_marker_last_and_removes_stale_files(tmp_path, umask):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("keep.txt", "stale.bin", "done.json"):
+        (out / name).write_text("old")
+    (out / "sub").mkdir()
+    (out / "sub" / "old.txt").write_text("old")
+    seen = []
+    with staged_into(out, last="done.json", remove=("stale.bin",)) as tmp:
+        assert tmp.parent == out
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "new.txt").write_text("new")
+        (tmp / "w.txt").write_text("new")
+        (tmp / "done.json").write_text("new")
+        seen.append(_mode(tmp))
+    assert seen == [0o777 & ~umask]
+    assert sorted(p.name for p in out.iterdir()) == ["done.json", "keep.txt", "sub", "w.txt"]
+    assert [p.name for p in (out / "sub").iterdir()] == ["new.txt"]
+    assert (out / "done.json").read_text() == "new"
+
+
+def test_staged_into_failure_leaves_the_folder_as_it_was(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "done.json").write_text("old")
+    with pytest.raises(OSError), staged_into(out, last="done.json", remove=("done.json",)) as tmp:
+        (tmp / "w.txt").write_text("new")
+        raise OSError("disk full")
+    assert sorted(p.name for p in out.iterdir()) == ["done.json"]
 
 
 def test_solve_cache_and_cli_outputs_file_mode(tmp_path):

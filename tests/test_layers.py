@@ -10,6 +10,8 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "sc_cello1"
 #: Floor of each top-level module or subpackage (higher may import lower, not back).
 FLOORS = {
     "_answer": 0,
+    "_config": 0,
+    "_hub": 0,
     "_io": 0,
     "_secrets": 0,
     "_settings": 0,
@@ -74,11 +76,15 @@ def _floor(mod: str) -> int | None:
 
 
 #: Known exceptions, each with its reason (a new upward import still fails the test).
-ALLOWED_UP = {
-    # One download mechanism for weights and the public dataset (issue 13): the dataset
-    # fetch goes through the models downloader at call time. To remove: move the
-    # registry and downloader to a ground-floor module.
-    "sc_cello1.data._cellpuzzles -> sc_cello1.models._download",
+ALLOWED_UP: set[str] = set()
+
+#: Modules that still import the package root (``sc_cello1``), which re-exports and is
+#: not a library; owned by open work (issues 17 and 19), to be fixed and removed from
+#: here by the lead: ``from sc_cello1._settings import settings`` / the subpackages.
+ALLOWED_ROOT_IMPORTS = {
+    "sc_cello1.tl._annotate_cli",
+    "sc_cello1.tl._benchmark",
+    "sc_cello1.tl._cli",
 }
 
 
@@ -91,9 +97,7 @@ def test_imports_only_go_down():
             continue
         for dep in _imports(mod, path, modules):
             there = _floor(dep)
-            if dep == "sc_cello1":
-                # `from sc_cello1 import __version__`: tolerated until __version__ has a
-                # module of its own on the ground floor
+            if dep == "sc_cello1" and mod in ALLOWED_ROOT_IMPORTS:
                 continue
             if (there is None or there > here) and f"{mod} -> {dep}" not in ALLOWED_UP:
                 wrong.append(f"{mod} -> {dep}")
@@ -129,3 +133,9 @@ def test_answer_format_sits_below_data_and_metrics():
         assert not any(
             d.startswith("sc_cello1.metrics") for d in _imports(mod, modules[mod], modules)
         )
+
+
+def test_allowed_root_imports_are_still_needed():
+    modules = _modules()
+    importing = {m for m, p in modules.items() if "sc_cello1" in _imports(m, p, modules)}
+    assert ALLOWED_ROOT_IMPORTS <= importing, "fixed: remove them from ALLOWED_ROOT_IMPORTS"

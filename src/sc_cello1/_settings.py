@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # the package logger by name (``_logging`` reads these settings: no import cycle)
 logger = logging.getLogger("sc_cello1")
@@ -36,6 +39,17 @@ def _default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("sc-cello1"))
 
 
+#: Each public setting and the attribute that holds its value.
+_STORED = {
+    "verbosity": "_verbosity",
+    "progress": "_progress",
+    "cache_dir": "_cache_dir",
+    "mirror": "mirror",
+    "default_model": "default_model",
+    "default_backend": "default_backend",
+}
+
+
 @dataclass
 class Cello1Settings:
     """Settings of sc-cello1.
@@ -64,6 +78,15 @@ class Cello1Settings:
         for: ``"transformers"``, ``"vllm"`` or ``"openai"``; ``"auto"`` (default): vLLM
         when it is importable and CUDA is present, else transformers. See
         :func:`~sc_cello1.inference.choose_backend`.
+
+    Examples
+    --------
+    >>> import sc_cello1 as cello1
+    >>> with cello1.settings.override(verbosity="info", progress=False):
+    ...     cello1.settings.verbosity
+    'info'
+    >>> cello1.settings.verbosity
+    'warning'
     """
 
     _verbosity: int = logging.WARNING
@@ -110,6 +133,44 @@ class Cello1Settings:
     @cache_dir.setter
     def cache_dir(self, value: str | os.PathLike | None) -> None:
         self._cache_dir = None if value is None else Path(value).expanduser()
+
+    @contextlib.contextmanager
+    def override(self, **values: Any) -> Iterator[Cello1Settings]:
+        """Change settings inside a ``with`` block; restore them after, whatever happens.
+
+        As scanpy's ``settings.override``: each value goes through the setting's own
+        check, and every setting named is put back as it was (an unset ``cache_dir``
+        stays unset) when the block ends or raises.
+
+        Parameters
+        ----------
+        **values
+            Settings to change: ``verbosity``, ``progress``, ``cache_dir``, ``mirror``,
+            ``default_model``, ``default_backend``.
+
+        Yields
+        ------
+        The settings object.
+
+        Examples
+        --------
+        >>> import sc_cello1 as cello1
+        >>> with cello1.settings.override(cache_dir="/scratch/cello1"):  # doctest: +SKIP
+        ...     cello1.models.fetch("cell-o1")
+        """
+        unknown = sorted(set(values) - set(_STORED))
+        if unknown:
+            msg = f"settings.override: no setting(s) {unknown}; the settings are {sorted(_STORED)}."
+            raise TypeError(msg)
+        saved = {name: getattr(self, _STORED[name]) for name in values}
+        try:
+            for name, value in values.items():
+                setattr(self, name, value)
+            yield self
+        finally:
+            for name, value in saved.items():
+                object.__setattr__(self, _STORED[name], value)
+            logger.setLevel(self._verbosity)
 
 
 settings = Cello1Settings()

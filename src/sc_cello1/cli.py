@@ -225,11 +225,9 @@ def _message(error: BaseException) -> str:
 
 def exit_status(error: BaseException) -> int:
     """2 for bad input, 1 for a failure (see the module docstring)."""
-    try:
-        from sc_cello1.models._download import ModelNotCachedError
-    except ImportError:  # pragma: no cover - models is part of the package
-        ModelNotCachedError = ()  # type: ignore[assignment,misc]
-    if isinstance(error, ModelNotCachedError):
+    from sc_cello1._hub import NotCachedError
+
+    if isinstance(error, NotCachedError):
         return EXIT_FAILURE
     if isinstance(
         error,
@@ -257,8 +255,8 @@ class _FlagNames(logging.Filter):
 @contextmanager
 def _command_settings(verbose: int, names: Mapping[str, str]) -> Iterator[None]:
     """Verbosity, progress and flag names for one command; restored afterwards."""
-    from sc_cello1 import settings
     from sc_cello1._logging import logger
+    from sc_cello1._settings import settings
 
     old = (settings.verbosity, settings.progress)
     settings.verbosity = min(max(1 + verbose, 0), 3)
@@ -306,18 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_on_purpose(error: BaseException) -> bool:
     """Whether the package raised ``error`` with a message for the user."""
-    try:
-        from sc_cello1.models._download import (
-            IncompleteDownloadError,
-            ModelDownloadError,
-            ModelNotCachedError,
-        )
-    except ImportError:  # pragma: no cover
-        return False
+    from sc_cello1._hub import IncompleteDownloadError, ModelDownloadError, NotCachedError
+
     return isinstance(
         error,
         ModelDownloadError
-        | ModelNotCachedError
+        | NotCachedError
         | IncompleteDownloadError
         | ImportError
         | ConnectionError

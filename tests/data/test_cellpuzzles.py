@@ -51,7 +51,7 @@ def test_cellpuzzles_main_is_resolved_fetched_verified_and_recorded(hub, tmp_pat
         ]
         == COMMIT
     )
-    with pytest.raises(models.ModelNotCachedError, match="train-00000-of-00001"):
+    with pytest.raises(data.DatasetNotCachedError, match="train-00000-of-00001"):
         data.cellpuzzles("train", revision="main", cache_dir=cache, download=False)
     with pytest.raises(models.ModelDownloadError, match="CELLO1_MIRROR"):
         data.cellpuzzles("train", revision=COMMIT, cache_dir=cache, mirror=closed_port_url())
@@ -139,3 +139,15 @@ def test_leakage_bad_input():
         data.leakage("train.parquet", test)
     with pytest.raises(TypeError, match=r"test\[0\] is a dict"):
         data.leakage(test, [{"user_msg": "x"}])
+
+
+def test_missing_dataset_raises_its_own_error_not_a_model_error(hub, tmp_path):
+    cache = tmp_path / "empty"
+    with pytest.raises(data.DatasetNotCachedError, match=r"Dataset 'cellpuzzles'") as err:
+        data.cellpuzzles("test", revision=COMMIT, cache_dir=cache, download=False)
+    assert not isinstance(err.value, models.ModelNotCachedError)
+    assert isinstance(err.value, models.NotCachedError | FileNotFoundError)
+    assert (
+        main(["fetch", "cellpuzzles", "--revision", COMMIT, "--cache-dir", str(cache), "--offline"])
+        == 1
+    )

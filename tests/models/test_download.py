@@ -269,3 +269,26 @@ def _spec(name):
     from sc_cello1.models._registry import get_spec
 
     return get_spec(name)
+
+
+def test_hub_token_goes_to_the_hub_only(monkeypatch):
+    from sc_cello1._hub._http import _headers
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert _headers(models.HUB_URL + "/a/b/resolve/main/x")["Authorization"] == "Bearer hf_secret"
+    assert "Authorization" not in _headers("http://127.0.0.1:9/a/b/resolve/main/x")
+
+
+@pytest.mark.slow  # a real HTTP server on 127.0.0.1
+def test_manifest_and_refs_have_the_umask_mode_not_0600(served_model):
+    import os
+    import stat
+
+    m = served_model
+    old = os.umask(0o022)
+    try:
+        models.fetch(m.name, cache_dir=m.cache)
+    finally:
+        os.umask(old)
+    manifest = models.manifest_path(_spec(m.name), m.cache)
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o644

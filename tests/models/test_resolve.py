@@ -40,8 +40,22 @@ def test_folder_without_config_json_is_refused(tiny_qwen2, tmp_path):
     folder.mkdir()
     shutil.copyfile(tiny_qwen2 / "model.safetensors", folder / "model.safetensors")
     for call in (models.resolve, models.check_model):
-        with pytest.raises(ValueError, match=r"no config\.json"):
+        with pytest.raises(ValueError, match=r"neither config\.json .* nor adapter_config\.json"):
             call(folder)
+
+
+def test_lora_adapter_folder_resolves_as_an_adapter(tiny_qwen2, tmp_path):
+    import json
+
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tiny_qwen2)})
+    )
+    resolved = models.resolve(folder)
+    assert resolved.is_adapter and resolved.source == "local" and resolved.path == folder
+    assert models.check_model(folder) == "local"
+    assert not models.resolve(tiny_qwen2).is_adapter
 
 
 def test_unknown_name_lists_registered_names_and_local_folders():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sc_cello1 import models
+from sc_cello1._hub import _cache
 from sc_cello1.models import _download
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -152,7 +153,7 @@ def test_cli_fetch_verify_hashes_again(big_cache, monkeypatch, capsys):
         hashed.append(Path(path).name)
         return real(path, **kw)
 
-    monkeypatch.setattr(_download, "sha256_file", counting)
+    monkeypatch.setattr(_cache, "sha256_file", counting)  # the hub client hashes
     argv = ["fetch", spec["name"], "--cache-dir", spec["cache"], "--offline", "--no-progress"]
     assert main(argv) == 0 and hashed == []
     assert capsys.readouterr().out.strip() == str(folder)

@@ -96,3 +96,19 @@ def test_train_cli_sft_then_merge(tiny_qwen2, train_puzzles, tmp_path, capsys):
     assert info["config"]["lora_r"] == 4 and info["config"]["use_dora"] is False
     assert main(["train", "merge", str(out), "-o", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "model.safetensors").is_file()
+
+
+def test_train_cli_choices_come_from_the_literal_types():
+    import argparse
+    import typing
+
+    from sc_cello1.train._cli import _add_config_options
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    _add_config_options(parser, cello1.train.GRPOConfig)
+    actions = {a.dest: a for a in parser._actions}
+    hints = typing.get_type_hints(cello1.train.GRPOConfig)
+    for name in ("rollout", "prompt_style", "dtype"):
+        assert tuple(actions[name].choices) == typing.get_args(hints[name])
+    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'gpu'"):
+        parser.parse_args(["--rollout", "gpu"])

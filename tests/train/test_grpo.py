@@ -130,7 +130,8 @@ def test_grpo_module_reference_is_the_model_without_adapters(tiny_qwen2):
     import torch
     from peft import get_peft_model
 
-    from sc_cello1.train._data import load_model, lora_config, resolve_model
+    from sc_cello1.models import resolve as resolve_model
+    from sc_cello1.train._data import load_model, lora_config
 
     model, tok = load_model(resolve_model(tiny_qwen2))
     cfg = cello1.train.GRPOConfig(lora_r=4, lora_alpha=8, use_dora=False)
@@ -159,7 +160,8 @@ def test_grpo_module_reference_is_the_model_without_adapters(tiny_qwen2):
 def test_token_log_probs_ignore_left_padding(tiny_qwen2):
     import torch
 
-    from sc_cello1.train._data import load_model, resolve_model
+    from sc_cello1.models import resolve as resolve_model
+    from sc_cello1.train._data import load_model
     from sc_cello1.train._grpo import token_log_probs
 
     model, _ = load_model(resolve_model(tiny_qwen2))

@@ -70,7 +70,8 @@ def test_vllm_rollouts_follow_the_trained_policy(engine_env, tiny_qwen2, tmp_pat
     from peft import get_peft_model
     from torch.utils.data import DataLoader
 
-    from sc_cello1.train._data import load_model, lora_config, resolve_model
+    from sc_cello1.models import resolve as resolve_model
+    from sc_cello1.train._data import load_model, lora_config
     from sc_cello1.train._grpo import _collate, grpo_module_class, rl_records
     from sc_cello1.train._rollout import VLLMRollout, make_rollout_engine
 

@@ -15,7 +15,7 @@ def no_loading(monkeypatch):
 
     monkeypatch.setattr(_sft, "load_model", fail)
     monkeypatch.setattr(_grpo, "load_model", fail)
-    monkeypatch.setattr(_grpo, "load_tokenizer", fail)
+    monkeypatch.setattr(_grpo, "load_chat_tokenizer", fail)
 
 
 TRAINERS = [cello1.train.sft, cello1.train.grpo]

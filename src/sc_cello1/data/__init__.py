@@ -1,9 +1,11 @@
 """CellPuzzles: the :class:`Puzzle` record, its prompts, building, splitting and I/O."""
 
+from sc_cello1._hub import DatasetNotCachedError
+
 from ._build import build_puzzles
 from ._cellpuzzles import SPLITS, cellpuzzles
 from ._context import CONTEXT_FIELDS, context_sentence
-from ._io import read_puzzles, write_puzzles
+from ._files import read_puzzles, write_puzzles
 from ._leakage import leakage
 from ._prompts import PROMPT_STYLES, PROMPT_VERSION, SYSTEM_MSG, build_messages
 from ._puzzle import Puzzle
@@ -15,6 +17,7 @@ __all__ = [
     "PROMPT_VERSION",
     "SPLITS",
     "SYSTEM_MSG",
+    "DatasetNotCachedError",
     "Puzzle",
     "build_messages",
     "build_puzzles",

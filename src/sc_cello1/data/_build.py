@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +14,7 @@ from sc_cello1._logging import logger
 
 from ._context import CONTEXT_FIELDS, context_sentence
 from ._puzzle import Puzzle
+from ._sampling import _groups, _sample, _types_by_group
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,53 +102,6 @@ def _labels(adata: AnnData, key: str) -> np.ndarray:
     return labels
 
 
-def _codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Codes in order of first appearance (-1: missing or empty) and the unique values."""
-    import pandas as pd
-
-    codes, uniques = pd.factorize(col.astype(object), sort=False)
-    codes = codes.astype(np.int64)
-    empty = [i for i, u in enumerate(uniques) if str(u).strip() == ""]
-    if empty:
-        codes[np.isin(codes, empty)] = -1
-    return codes, np.asarray(uniques, dtype=object)
-
-
-def _groups(
-    adata: AnnData, donor_key: str | None, batch_key: str | None
-) -> tuple[np.ndarray, list[str], list[tuple[Any, Any]]]:
-    """Group code per cell (-1: no donor), group names and (donor, batch) per group.
-
-    Groups are numbered in order of first appearance, as the authors' dict was filled;
-    a cell without a batch is grouped by its donor alone, as theirs were.
-    """
-    import pandas as pd
-
-    if donor_key is None:
-        return np.zeros(adata.n_obs, dtype=np.int64), ["all"], [(None, None)]
-    d_codes, d_values = _codes(adata.obs[donor_key])
-    if batch_key is None:
-        b_codes, b_values = np.full(adata.n_obs, -1, dtype=np.int64), np.empty(0, dtype=object)
-    else:
-        b_codes, b_values = _codes(adata.obs[batch_key])
-    pair = (d_codes * (len(b_values) + 1) + b_codes + 1).astype(float)
-    pair[d_codes < 0] = np.nan
-    codes, _ = pd.factorize(pair, sort=False)
-    codes = codes.astype(np.int64)
-    valid = np.flatnonzero(codes >= 0)
-    # the first cell of each group (codes are numbered in order of first appearance)
-    _, at = np.unique(codes[valid], return_index=True)
-    first = valid[at]
-    names: list[str] = []
-    keys: list[tuple[Any, Any]] = []
-    for i in first:
-        d = str(d_values[d_codes[i]])
-        b = str(b_values[b_codes[i]]) if b_codes[i] >= 0 else None
-        keys.append((d, b))
-        names.append(str((d, b)) if b is not None else d)
-    return codes, names, keys
-
-
 def _context_for(
     context: ContextSource, extra: Sequence[str] | Mapping[str, str]
 ) -> Callable[[pd.Series], str]:
@@ -157,6 +110,98 @@ def _context_for(
     if isinstance(context, str):
         return lambda row: context
     return context
+
+
+def _check_context(
+    adata: AnnData, context: Any, context_fields: Sequence[str] | Mapping[str, str] | str
+) -> Sequence[str] | Mapping[str, str]:
+    """Check ``context`` and ``context_fields``; return the fields as a sequence or mapping."""
+    if context is not None and not isinstance(context, str) and not callable(context):
+        msg = (
+            f"context must be None, a string or a callable (obs row -> str), "
+            f"got {type(context).__name__}."
+        )
+        raise TypeError(msg)
+    if isinstance(context, str) and ("\n" in context or "\r" in context):
+        msg = "context must be one line: it contains a line break, which breaks the prompt layout."
+        raise ValueError(msg)
+    extra = (context_fields,) if isinstance(context_fields, str) else context_fields
+    if extra and context is not None:
+        msg = "context_fields applies to the default context sentence; use it with context=None."
+        raise ValueError(msg)
+    for col in extra:
+        _obs_column(adata, col, "extra context field", "context_fields")
+    return extra
+
+
+def _check_group_keys(adata: AnnData, donor_key: str | None, batch_key: str | None) -> str | None:
+    """Check the donor and batch columns; return the donor key to use (``None``: one group)."""
+    if donor_key is not None and donor_key not in adata.obs.columns:
+        if donor_key != "donor_id":
+            _obs_column(adata, donor_key, "donor", "donor_key")
+        message = (
+            "`obs['donor_id']` not found: all cells are treated as one donor group, so a "
+            "puzzle may mix cells of different donors. Pass donor_key= naming the donor "
+            "column, or donor_key=None to silence this warning."
+        )
+        logger.warning(message)
+        donor_key = None
+    elif donor_key is not None:
+        _obs_column(adata, donor_key, "donor", "donor_key")
+    if batch_key is not None:
+        _obs_column(adata, batch_key, "batch", "batch_key")
+    return donor_key
+
+
+def _expression(
+    adata: AnnData,
+    layer: str | None,
+    use_raw: bool | None,
+    gene_symbols: str | None,
+    n_genes: int,
+) -> tuple[Any, Any]:
+    """Return the expression matrix and gene names, checked (non-negative, enough genes)."""
+    from sc_cello1._validate import (
+        _names_source,
+        check_nonnegative,
+        expression_matrix,
+        gene_names,
+        warn_duplicate_gene_names,
+    )
+
+    X, var_names, var = expression_matrix(adata, layer=layer, use_raw=use_raw)
+    names = gene_names(var, var_names, gene_symbols)
+    if n_genes > len(names):
+        msg = (
+            f"n_genes={n_genes} is larger than the number of genes ({len(names)}); pass "
+            f"n_genes={len(names)} or less."
+        )
+        raise ValueError(msg)
+    what = "adata.raw.X" if use_raw else (f"adata.layers[{layer!r}]" if layer else "adata.X")
+    check_nonnegative(X, what=what)
+    warn_duplicate_gene_names(
+        names, source=_names_source(use_raw=bool(use_raw), gene_symbols=gene_symbols)
+    )
+    return X, names
+
+
+def _contexts(
+    obs: pd.DataFrame,
+    sampled: list[tuple[int, list[str], list[int]]],
+    make_context: Callable[[pd.Series], str],
+) -> list[str]:
+    """Return the context of each puzzle, from its first cell; one line of text each."""
+    contexts = []
+    for _, _, rows in sampled:
+        text = make_context(obs.iloc[rows[0]])
+        if not isinstance(text, str):
+            msg = f"the context callable returned a {type(text).__name__}, not a string."
+            raise TypeError(msg)
+        if "\n" in text or "\r" in text:
+            msg = f"the context of cell {obs.index[rows[0]]!r} has a line break: {text[:80]!r}."
+            raise ValueError(msg)
+        contexts.append(text)
+    return contexts
 
 
 def build_puzzles(
@@ -263,16 +308,8 @@ def build_puzzles(
     >>> len(puzzles), puzzles[0].n_cells in (8, 9, 10)
     (15, True)
     """
-    import pandas as pd
     from anndata import AnnData
 
-    from sc_cello1._validate import (
-        _names_source,
-        check_nonnegative,
-        expression_matrix,
-        gene_names,
-        warn_duplicate_gene_names,
-    )
     from sc_cello1.pp._top_genes import _check_tie_order, top_gene_indices
 
     start = time.perf_counter()
@@ -287,15 +324,6 @@ def build_puzzles(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         msg = f"seed={seed!r} must be an integer."
         raise TypeError(msg)
-    if context is not None and not isinstance(context, str) and not callable(context):
-        msg = (
-            f"context must be None, a string or a callable (obs row -> str), "
-            f"got {type(context).__name__}."
-        )
-        raise TypeError(msg)
-    if isinstance(context, str) and ("\n" in context or "\r" in context):
-        msg = "context must be one line: it contains a line break, which breaks the prompt layout."
-        raise ValueError(msg)
     if extra_context_fields is not None:
         warnings.warn(
             "build_puzzles(extra_context_fields=...) is renamed context_fields= and will be "
@@ -304,42 +332,10 @@ def build_puzzles(
             stacklevel=2,
         )
         context_fields = extra_context_fields
-    extra = context_fields
-    if isinstance(extra, str):
-        extra = (extra,)
-    if extra and context is not None:
-        msg = "context_fields applies to the default context sentence; use it with context=None."
-        raise ValueError(msg)
-    for col in extra:
-        _obs_column(adata, col, "extra context field", "context_fields")
+    extra = _check_context(adata, context, context_fields)
     labels = _labels(adata, cell_type_key)
-    if donor_key is not None and donor_key not in adata.obs.columns:
-        if donor_key != "donor_id":
-            _obs_column(adata, donor_key, "donor", "donor_key")
-        message = (
-            "`obs['donor_id']` not found: all cells are treated as one donor group, so a "
-            "puzzle may mix cells of different donors. Pass donor_key= naming the donor "
-            "column, or donor_key=None to silence this warning."
-        )
-        logger.warning(message)
-        donor_key = None
-    elif donor_key is not None:
-        _obs_column(adata, donor_key, "donor", "donor_key")
-    if batch_key is not None:
-        _obs_column(adata, batch_key, "batch", "batch_key")
-    X, var_names, var = expression_matrix(adata, layer=layer, use_raw=use_raw)
-    names = gene_names(var, var_names, gene_symbols)
-    if n_genes > len(names):
-        msg = (
-            f"n_genes={n_genes} is larger than the number of genes ({len(names)}); pass "
-            f"n_genes={len(names)} or less."
-        )
-        raise ValueError(msg)
-    what = "adata.raw.X" if use_raw else (f"adata.layers[{layer!r}]" if layer else "adata.X")
-    check_nonnegative(X, what=what)
-    warn_duplicate_gene_names(
-        names, source=_names_source(use_raw=bool(use_raw), gene_symbols=gene_symbols)
-    )
+    donor_key = _check_group_keys(adata, donor_key, batch_key)
+    X, names = _expression(adata, layer, use_raw, gene_symbols, n_genes)
     if context is None and not extra and not any(f in adata.obs.columns for f in CONTEXT_FIELDS):
         logger.warning(
             "none of the CELLxGENE context columns %s is in obs: every context will be "
@@ -347,79 +343,15 @@ def build_puzzles(
             CONTEXT_FIELDS,
         )
 
-    # ---- groups and their cell types ----
     codes, group_names, group_keys = _groups(adata, donor_key, batch_key)
-    n_dropped = int((codes < 0).sum())
-    if n_dropped:
-        logger.warning("%d cells have no donor in obs[%r] and are left out", n_dropped, donor_key)
-    if not group_names:
-        msg = f"no cell has a donor in `obs[{donor_key!r}]`; fill it or pass donor_key=None."
-        raise ValueError(msg)
-    type_codes, type_names = pd.factorize(labels, sort=False)
-    frame = pd.DataFrame({"g": codes, "t": type_codes})
-    frame = frame[frame["g"] >= 0]
-    cells_of: list[dict[str, np.ndarray]] = [{} for _ in group_names]
-    for (g, t), idx in frame.groupby(["g", "t"], sort=False).indices.items():
-        cells_of[g][str(type_names[t])] = frame.index.to_numpy()[idx]
-    group_types = [sorted(c) for c in cells_of]
-    n_types = [len(t) for t in group_types]
-    eligible = [g for g in range(len(group_names)) if min(n_types[g], hi) >= lo]
-    if not eligible:
-        best = int(np.argmax(n_types))
-        k = n_types[best]
-        msg = (
-            f"every group has fewer than {lo} distinct cell types (the minimum N of "
-            f"n_cells={(lo, hi)}), so no puzzle can be made: the largest group, "
-            f"{group_names[best]!r}, has {k}. Pass a smaller n_cells, e.g. "
-            f"n_cells=({max(2, min(3, k))}, {max(2, k)})"
-            + (", or group differently (donor_key=, batch_key=)." if donor_key else ".")
-        )
-        raise ValueError(msg)
-    if len(eligible) < len(group_names):
-        logger.info(
-            "%d of %d groups have fewer than %d cell types and are skipped",
-            len(group_names) - len(eligible),
-            len(group_names),
-            lo,
-        )
-
-    # ---- the authors' sampling loop (match_qa.py), one RNG call sequence ----
-    rng = random.Random(int(seed))
-    remaining = {n: per_size for n in range(lo, hi + 1)}
-    sampled: list[tuple[int, list[str], list[int]]] = []
-    progress = True
-    while progress and any(v > 0 for v in remaining.values()):
-        progress = False
-        for g in range(len(group_names)):
-            max_n = min(n_types[g], hi)
-            if max_n < lo:
-                continue
-            valid = [n for n in range(lo, max_n + 1) if remaining[n] > 0]
-            if not valid:
-                continue
-            n = rng.choice(valid)
-            chosen = rng.sample(group_types[g], n)
-            rows = [int(rng.choice(cells_of[g][t])) for t in chosen]
-            sampled.append((g, chosen, rows))
-            remaining[n] -= 1
-            progress = True
+    cells_of, group_types, eligible = _types_by_group(labels, codes, group_names, lo, hi, donor_key)
+    sampled = _sample(group_types, cells_of, lo, hi, per_size, seed)
 
     # ---- contexts (first cell of each puzzle), then top genes of the sampled cells ----
-    make_context = _context_for(context, extra)
-    obs = adata.obs
-    contexts = []
-    for _, _, rows in sampled:
-        text = make_context(obs.iloc[rows[0]])
-        if not isinstance(text, str):
-            msg = f"the context callable returned a {type(text).__name__}, not a string."
-            raise TypeError(msg)
-        if "\n" in text or "\r" in text:
-            msg = f"the context of cell {obs.index[rows[0]]!r} has a line break: {text[:80]!r}."
-            raise ValueError(msg)
-        contexts.append(text)
+    contexts = _contexts(adata.obs, sampled, _context_for(context, extra))
     cells = np.unique(np.fromiter((r for _, _, rs in sampled for r in rs), dtype=np.int64))
     top = top_gene_indices(X, n_genes, rows=cells, tie_order=tie_order)
-    names = np.asarray(names, dtype=object)
+    gene_names = np.asarray(names, dtype=object)
     pos = {int(c): i for i, c in enumerate(cells)}
     obs_names = np.asarray(adata.obs_names, dtype=object)
     puzzles = []
@@ -428,7 +360,7 @@ def build_puzzles(
         puzzles.append(
             Puzzle(
                 context=text,
-                genes=[names[top[pos[r]]].tolist() for r in rows],
+                genes=[gene_names[top[pos[r]]].tolist() for r in rows],
                 candidates=sorted(chosen),
                 answer=list(chosen),
                 cell_ids=[str(obs_names[r]) for r in rows],

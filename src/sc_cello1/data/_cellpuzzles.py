@@ -83,7 +83,7 @@ def cellpuzzles(
     ------
     ValueError
         Unknown split, or no revision named.
-    sc_cello1.models.ModelNotCachedError
+    sc_cello1.data.DatasetNotCachedError
         ``download=False`` and the split is not in the cache.
     sc_cello1.models.ModelDownloadError
         The server could not be reached or does not hold the revision.
@@ -95,11 +95,11 @@ def cellpuzzles(
     >>> len(test), test[0].meta["revision"]  # doctest: +SKIP
     (1095, '...')
     """
-    # The registry and downloader live in `models` (a floor up): the one mechanism for
-    # weights and data files. Imported here, at call time only.
-    from sc_cello1.models._download import fetch_spec, spec_at
+    # The hub client (registry and downloader) is on the ground floor: the one mechanism
+    # for weights and data files. Imported at call time only.
+    from sc_cello1._hub import fetch_spec, spec_at
 
-    from ._io import read_puzzles
+    from ._files import read_puzzles
 
     _check_split(split)
     if not isinstance(download, bool) or not isinstance(verify, bool):

@@ -62,7 +62,7 @@ def _build_puzzles(args: argparse.Namespace) -> int:
     import anndata as ad
 
     from ._build import build_puzzles
-    from ._io import write_puzzles
+    from ._files import write_puzzles
     from ._split import split_puzzles
 
     path = Path(args.input)

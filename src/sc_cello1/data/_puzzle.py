@@ -111,7 +111,7 @@ class Puzzle:
 
     @property
     def assistant_msg(self) -> str | None:
-        """The target: :attr:`assistant_text` if set, else the answer joined by ``" | "``."""
+        """Return the target text (:attr:`~sc_cello1.data.Puzzle.assistant_text` if set, else the answer joined by ``" | "``)."""
         if self.assistant_text is not None:
             return self.assistant_text
         if self.answer is None:
@@ -153,7 +153,7 @@ class Puzzle:
         """Parse a CellPuzzles record (``system_msg``, ``user_msg``, ``assistant_msg``).
 
         The target may also be given as ``answer``. A target holding ``<answer>`` tags
-        (the public ``reasoning`` split) is kept verbatim in :attr:`assistant_text` and
+        (the public ``reasoning`` split) is kept verbatim in :attr:`~sc_cello1.data.Puzzle.assistant_text` and
         its answer is extracted. ``Puzzle.from_record(r).to_record() == r`` byte for byte.
 
         Raises

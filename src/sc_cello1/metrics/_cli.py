@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    from sc_cello1.data._io import iter_records
+    from sc_cello1.data._files import iter_records
 
     if path.is_dir():
         files = sorted(
@@ -142,7 +142,7 @@ def load_predictions(
         predictions.append(r[key])
 
     if answers is not None:
-        from sc_cello1.data._io import read_puzzles
+        from sc_cello1.data._files import read_puzzles
 
         puzzles = read_puzzles(answers)
         gold: list[Any] = []

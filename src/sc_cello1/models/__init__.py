@@ -6,7 +6,7 @@ revision: a commit, or a moving name such as ``main``, resolved once to the comm
 hub reports (its ``X-Repo-Commit`` header), which is what the cache, the manifest and
 every result record.
 
-``model=`` may be a registered name (see :func:`available`), a local folder with
+``model=`` may be a registered name (see :func:`~sc_cello1.models.available`), a local folder with
 ``config.json``, or a ``.gguf`` file; :func:`resolve` turns it into a folder that
 transformers loads, with the provenance to record.
 
@@ -35,6 +35,7 @@ from ._download import (
     IncompleteDownloadError,
     ModelDownloadError,
     ModelNotCachedError,
+    NotCachedError,
     RevisionNotFoundError,
     available,
     cached_revisions,
@@ -53,6 +54,7 @@ __all__ = [
     "ModelDownloadError",
     "ModelNotCachedError",
     "ModelSpec",
+    "NotCachedError",
     "ResolvedModel",
     "RevisionNotFoundError",
     "available",

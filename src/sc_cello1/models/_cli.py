@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from ._download import ModelDownloadError, ModelNotCachedError
+    from ._download import ModelDownloadError, NotCachedError
     from ._resolve import fetch
 
     try:
@@ -83,7 +83,7 @@ def _fetch(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             verify=args.verify,
         )
-    except (ModelDownloadError, ModelNotCachedError) as e:
+    except (ModelDownloadError, NotCachedError) as e:
         print(f"cello1 fetch: error: {e}", file=sys.stderr)
         return 1
     print(path)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from sc_cello1._io import atomic_dir
 from sc_cello1._logging import log_elapsed, logger
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -98,9 +97,7 @@ def convert_gguf(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         with log_elapsed("Converted %s to %s", gguf_file.name, out_dir):
             src, name = str(gguf_file.parent), gguf_file.name
             tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
@@ -125,11 +122,5 @@ def convert_gguf(
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             (tmp / _DONE).write_text(str(gguf_file.resolve()) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.debug("GGUF %s converted to %s", gguf_file, out_dir)
     return out_dir

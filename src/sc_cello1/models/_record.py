@@ -37,11 +37,15 @@ class ResolvedModel:
         Repository of a registered model (``"ncbi/Cell-o1"``), else ``None``.
     gguf_file
         The ``.gguf`` file the folder was converted from (``source="gguf"``), else ``None``.
+    is_adapter
+        Whether the folder is a LoRA adapter (``adapter_config.json``, no ``config.json``
+        of its own): transformers loads it on its base when peft is installed, and the
+        trainers merge it into its base first.
 
     Notes
     -----
     Made once by :func:`~sc_cello1.models.resolve` and passed down: every function that
-    takes ``model=`` also takes a :class:`ResolvedModel` and uses it as is, without
+    takes ``model=`` also takes a :class:`~sc_cello1.models.ResolvedModel` and uses it as is, without
     checking or resolving it again.
     """
 
@@ -52,6 +56,7 @@ class ResolvedModel:
     files: dict[str, str] = field(default_factory=dict)
     repo: str | None = None
     gguf_file: Path | None = None
+    is_adapter: bool = False
 
     def provenance(self) -> dict[str, Any]:
         """Return what to record in ``uns[key_added]['params']`` (JSON-serialisable).

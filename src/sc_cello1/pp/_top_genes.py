@@ -424,7 +424,7 @@ def top_genes(
     >>> cello1.get.top_genes(adata).iloc[0, :3].tolist()  # doctest: +SKIP
     ['MALAT1', 'TMSB4X', 'B2M']
     """
-    from .. import __version__
+    from .._version import __version__
 
     if not isinstance(key_added, str) or not key_added:
         msg = f"key_added must be a non-empty string, not {key_added!r}."

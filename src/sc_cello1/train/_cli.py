@@ -7,73 +7,25 @@ The options of ``sft`` and ``grpo`` are the fields of :class:`SFTConfig` and
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import warnings
 from typing import Any
 
-from ._config import GRPOConfig, SFTConfig
-
-_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str}
-
-
-def _json_dict(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        msg = f"not valid JSON: {e}"
-        raise argparse.ArgumentTypeError(msg) from e
-    if not isinstance(value, dict):
-        msg = "expected a JSON object such as '{\"bf16\": true}'"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+from ._grpo_config import GRPOConfig
+from ._sft_config import SFTConfig
 
 
 def _add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add the fields of a trainer config as options (only what is typed overrides)."""
+    from sc_cello1._config import add_config_options
+
     group = parser.add_argument_group(f"{cls.__name__} fields (default: the authors' settings)")
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {getattr(defaults, f.name)!r})"
-        help_text = help_text.replace("%", "%%")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        type_name = str(f.type)
-        if type_name == "bool":
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        elif type_name.startswith("dict"):
-            group.add_argument(flag, type=_json_dict, metavar="JSON", **kwargs)
-        else:
-            group.add_argument(flag, type=_TYPES.get(type_name, str), **kwargs)
-    # The previous release's flags, hidden, accepted with a FutureWarning for one release.
-    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    for old, new in getattr(cls, "_OLD_NAMES", {}).items():
-        group.add_argument(
-            "--" + old.replace("_", "-"),
-            dest=old,
-            type=_TYPES.get(types[new], str),
-            default=argparse.SUPPRESS,
-            help=argparse.SUPPRESS,
-        )
+    add_config_options(group, cls, only_given=True)
 
 
 def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    old_names: dict[str, str] = getattr(cls, "_OLD_NAMES", {})
-    out = {k: v for k, v in vars(args).items() if k in names}
-    for old, new in old_names.items():
-        if old not in vars(args):
-            continue
-        flag, new_flag = "--" + old.replace("_", "-"), "--" + new.replace("_", "-")
-        if new in out:
-            msg = f"both {flag} (old name) and {new_flag} were given; pass only {new_flag}."
-            raise ValueError(msg)
-        warnings.warn(
-            f"{flag} is deprecated and will be removed in the next release; use {new_flag}.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        out[new] = getattr(args, old)
-    return out
+    """Return the config fields typed on the command line (old flags mapped, with a FutureWarning)."""
+    from sc_cello1._config import config_kwargs_from_args
+
+    return config_kwargs_from_args(args, cls, only_given=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,39 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sc_cello1._io import staged_into
 from sc_cello1._logging import logger
 
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
+    from sc_cello1.models import ResolvedModel
 
 #: Written last into an output directory: its presence marks the output complete.
 TRAIN_INFO = "cello1_train.json"
-
-
-@dataclass
-class ModelSource:
-    """Where a model comes from: a local folder, and whether it is a LoRA adapter."""
-
-    path: Path
-    name: str
-    revision: str | None = None
-    is_adapter: bool = False
-
-    def provenance(self) -> dict[str, Any]:
-        """Name, path, revision and kind, for the training record."""
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "revision": self.revision,
-            "adapter": self.is_adapter,
-        }
 
 
 def check_puzzles(puzzles: Any, *, what: str = "puzzles", need_target: bool = True) -> list[Puzzle]:
@@ -101,49 +82,26 @@ def check_output_dir(output_dir: str | os.PathLike) -> Path:
     return path
 
 
-def _local_source(path: Path, name: str) -> ModelSource:
-    if (path / "adapter_config.json").is_file():
-        return ModelSource(path=path, name=name, is_adapter=True)
-    if (path / "config.json").is_file():
-        return ModelSource(path=path, name=name)
-    msg = (
-        f"model folder {str(path)!r} has neither config.json (a transformers model) nor "
-        "adapter_config.json (a LoRA adapter)."
-    )
-    raise ValueError(msg)
+def resolve_model(model: Any) -> ResolvedModel:
+    """Resolve ``model`` with :func:`sc_cello1.models.resolve` (deprecated here; use that).
 
-
-def resolve_model(model: Any) -> ModelSource:
-    """Resolve ``model`` (a local folder or a name known to :mod:`sc_cello1.models`) without loading it.
-
-    Raises
-    ------
-    TypeError
-        If ``model`` is not a string or path.
-    ValueError
-        If it is neither a model folder nor a known model name.
+    .. deprecated:: 0.1
+        The trainers call :func:`sc_cello1.models.resolve`, which also recognises a LoRA
+        adapter folder (:attr:`~sc_cello1.models.ResolvedModel.is_adapter`).
     """
-    if not isinstance(model, (str, os.PathLike)):
-        msg = (
-            f"`model` must be a model name or a folder path, got {type(model).__name__}; "
-            "pass e.g. 'cell-o1', 'smollm2-135m' or the output_dir of a previous training run."
-        )
-        raise TypeError(msg)
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return _local_source(path.resolve(), str(model))
-    from sc_cello1 import models
+    import warnings
 
-    # A registered name, a .gguf file or an unknown name: checked without downloading,
-    # then fetched / converted by sc_cello1.models.
-    models.check_model(model)
-    resolved = models.resolve(model)
-    source = _local_source(Path(resolved.path), resolved.name)
-    source.revision = resolved.revision
-    return source
+    from sc_cello1.models import resolve
+
+    warnings.warn(
+        "sc_cello1.train._data.resolve_model is deprecated; use sc_cello1.models.resolve.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return resolve(model)
 
 
-def output_merge(source: ModelSource, config: Any) -> bool:
+def output_merge(source: ResolvedModel, config: Any) -> bool:
     """Whether to write a merged model (``config.merge`` with LoRA); checks the combination.
 
     A model that is itself an adapter is merged into its base in memory, so a new adapter
@@ -191,7 +149,7 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
-def load_tokenizer(path: str | os.PathLike):
+def load_chat_tokenizer(path: str | os.PathLike):
     """Load the tokenizer of a model folder, with a pad token and left padding (for generation)."""
     from transformers import AutoTokenizer
 
@@ -208,7 +166,7 @@ def load_tokenizer(path: str | os.PathLike):
     return tok
 
 
-def load_model(source: ModelSource, *, dtype: str = "auto"):
+def load_model(source: ResolvedModel, *, dtype: str = "auto"):
     """Load a causal LM; a LoRA adapter folder is loaded on its base and merged in memory.
 
     Returns
@@ -229,7 +187,7 @@ def load_model(source: ModelSource, *, dtype: str = "auto"):
     else:
         model = AutoModelForCausalLM.from_pretrained(str(source.path), dtype=dt)
         tok_dir = source.path
-    tokenizer = load_tokenizer(tok_dir)
+    tokenizer = load_chat_tokenizer(tok_dir)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -278,8 +236,14 @@ def write_outputs(
     ``merge=True`` as a full merged model there and the adapter under ``adapter/``.
     """
     is_peft = hasattr(model, "peft_config")
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=output_dir))
-    try:
+    # Files of the other layout left by an earlier run would confuse loaders.
+    stale: tuple[str, ...]
+    if is_peft and not merge:
+        stale = ("config.json", "model.safetensors", "model.safetensors.index.json")
+    else:
+        stale = ("adapter_config.json", "adapter_model.safetensors")
+    # What a previous run left at the top level is replaced; cello1_train.json goes last.
+    with staged_into(output_dir, last=TRAIN_INFO, remove=stale) as tmp:
         if is_peft and merge:
             model.save_pretrained(tmp / "adapter")
             tokenizer.save_pretrained(tmp / "adapter")
@@ -288,38 +252,19 @@ def write_outputs(
         else:
             model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        # Remove what a previous run left at the top level, then move the new files in.
-        (output_dir / TRAIN_INFO).unlink(missing_ok=True)
-        for name in os.listdir(tmp):
-            target = output_dir / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(tmp / name, target)
-        # Files of the other layout left by an earlier run would confuse loaders.
-        stale: tuple[str, ...]
-        if is_peft and not merge:
-            stale = ("config.json", "model.safetensors", "model.safetensors.index.json")
-        else:
-            stale = ("adapter_config.json", "adapter_model.safetensors")
-        for name in stale:
-            (output_dir / name).unlink(missing_ok=True)
-        tmp_info = output_dir / (TRAIN_INFO + ".tmp")
-        tmp_info.write_text(json.dumps(info, indent=2, default=str))
-        os.replace(tmp_info, output_dir / TRAIN_INFO)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / TRAIN_INFO).write_text(json.dumps(info, indent=2, default=str))
     return output_dir
 
 
 def training_info(
-    kind: str, source: ModelSource, config: Any, n_puzzles: int, **extra: Any
+    kind: str, source: ResolvedModel, config: Any, n_puzzles: int, **extra: Any
 ) -> dict[str, Any]:
     """Build the training record written to ``cello1_train.json``."""
     from sc_cello1._version import __version__
 
     return {
         "trainer": kind,
-        "base_model": source.provenance(),
+        "base_model": {**source.provenance(), "adapter": source.is_adapter},
         "config": config.to_dict(),
         "n_puzzles": n_puzzles,
         "sc_cello1_version": __version__,

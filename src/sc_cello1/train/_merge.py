@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from sc_cello1._io import staged_into
 from sc_cello1._logging import log_elapsed
 
-from ._data import TRAIN_INFO, adapter_base, check_output_dir, load_model, resolve_model
+from ._data import TRAIN_INFO, adapter_base, check_output_dir, load_model
 
 
 def merge_lora(
@@ -45,7 +44,9 @@ def merge_lora(
         msg = f"{str(adapter)!r} has no adapter_config.json; pass the folder of a LoRA adapter."
         raise ValueError(msg)
     base = str(base_model) if base_model is not None else adapter_base(adapter)
-    base_source = resolve_model(base)
+    from sc_cello1.models import resolve
+
+    base_source = resolve(base)
     if base_source.is_adapter:
         msg = f"the base model {base!r} is itself an adapter; pass base_model= with a full model."
         raise ValueError(msg)
@@ -59,24 +60,14 @@ def merge_lora(
     with log_elapsed("merged %s into %s", adapter, base):
         model, tokenizer = load_model(base_source)
         if (adapter / "tokenizer_config.json").is_file():
-            from ._data import load_tokenizer
+            from ._data import load_chat_tokenizer
 
-            tokenizer = load_tokenizer(adapter)
+            tokenizer = load_chat_tokenizer(adapter)
         merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-merge-", dir=out))
-        try:
+        stale = ("adapter_config.json", "adapter_model.safetensors")
+        with staged_into(out, last=TRAIN_INFO, remove=stale) as tmp:
             merged.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             info = {"trainer": "merge_lora", "adapter": str(adapter.resolve()), "base_model": base}
             (tmp / TRAIN_INFO).write_text(json.dumps(info, indent=2))
-            (out / TRAIN_INFO).unlink(missing_ok=True)
-            for name in ("adapter_config.json", "adapter_model.safetensors"):
-                (out / name).unlink(missing_ok=True)
-            for name in sorted(os.listdir(tmp), key=lambda n: n == TRAIN_INFO):
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(tmp / name, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -9,11 +9,11 @@ optimizer step changed the policy since the previous one.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sc_cello1._logging import log_elapsed, logger
+from sc_cello1.inference._factory import vllm_available
 
 from ._generate import encode_prompts, generate
 
@@ -224,11 +224,6 @@ class VLLMRollout:
             mask,
             texts,
         )
-
-
-def vllm_available() -> bool:
-    """Whether vLLM is importable (without importing it)."""
-    return importlib.util.find_spec("vllm") is not None
 
 
 def _policy_folder(model: Any) -> str:

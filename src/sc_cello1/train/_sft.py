@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sc_cello1._logging import logger, progress_disabled
 
-from ._config import SFTConfig, make_config
+from ._config import make_config
 from ._data import (
     check_output_dir,
     check_puzzles,
@@ -20,11 +20,11 @@ from ._data import (
     lora_config,
     output_merge,
     prompt_messages,
-    resolve_model,
     torch_dtype,
     training_info,
     write_outputs,
 )
+from ._sft_config import SFTConfig
 
 if TYPE_CHECKING:
     from sc_cello1.data import Puzzle
@@ -110,7 +110,9 @@ def sft(
     cfg = make_config(SFTConfig, config, overrides)
     puzzles = check_puzzles(puzzles)
     out = check_output_dir(output_dir)
-    source = resolve_model(model)
+    from sc_cello1.models import resolve
+
+    source = resolve(model)
     merge = output_merge(source, cfg)
 
     import torch

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sc_cello1.data import Puzzle, read_puzzles, write_puzzles
-from sc_cello1.data._io import iter_records
+from sc_cello1.data._files import iter_records
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cellpuzzles"
 PUBLIC_TEST = FIXTURES / "test-00000-of-00001.parquet"
