@@ -1,13 +1,19 @@
-"""Test doubles for ``tl.annotate``: a scripted backend and an interrupting wrapper.
+"""Test doubles for ``tl.annotate``: models that answer as a trained Cell-o1 does.
 
-Both implement the :class:`sc_cello1.inference.Backend` protocol (``generate`` and
-``provenance``). The scripted one is for logic tests where a real model cannot give a
-known answer; the wrapper runs a real backend and raises mid-run.
+All implement the :class:`sc_cello1.inference.Backend` protocol (``generate`` and
+``provenance``). :class:`ScriptedBackend` answers with a script; the scripts below behave
+as a model trained on CellPuzzles: :func:`permutation_model` gives each cell a distinct
+candidate (a cell whose type it knows, with probability ``p``, gets that type if still
+free, any other cell a random unused candidate), :func:`n_items_model` lists every
+candidate once (as trained, for N cells and N candidates), the first items for the
+cells. :class:`InterruptingBackend` runs a real backend and raises mid-run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import numpy as np
 
 from sc_cello1.data import SYSTEM_MSG
 from sc_cello1.data._prompts import parse_user_msg
@@ -80,10 +86,63 @@ class InterruptingBackend:
         return self.inner.provenance()
 
 
+def _types_of(genes, markers):
+    return [next((markers[g] for g in cell if g in markers), None) for cell in genes]
+
+
+def permutation_model(
+    markers: dict[str, str], *, p: float = 1.0, seed: int = 0, n_items: bool = False
+) -> Callable[[list[list[str]], list[str], int], list[str]]:
+    """A trained-model script: distinct candidates per puzzle, each cell's type known with ``p``.
+
+    ``markers`` maps a gene to the type of cells that show it among their top genes. The
+    cells are visited in random order; a cell whose type is known (chance ``p``) gets it
+    if no earlier cell took it; every other cell gets a random candidate not yet used.
+    With ``n_items=True`` the answer lists every candidate once (the cells' items first,
+    then the unused candidates in random order), as a model trained on N cells and N
+    candidates does.
+    """
+    rng = np.random.default_rng(seed)
+
+    def script(genes, candidates, call):
+        truth = _types_of(genes, markers)
+        out: list[str | None] = [None] * len(genes)
+        used: set[str] = set()
+        for i in rng.permutation(len(genes)):
+            t = truth[i]
+            if t in candidates and t not in used and rng.random() < p:
+                out[i] = t
+                used.add(t)
+        for i in range(len(genes)):
+            if out[i] is None:
+                free = [c for c in candidates if c not in used]
+                if not free:  # more cells than candidates: a trained model repeats
+                    free = list(candidates)
+                out[i] = str(free[rng.integers(len(free))])
+                used.add(out[i])
+        items = [str(o) for o in out]
+        if n_items:
+            rest = [c for c in candidates if c not in used]
+            items += [rest[i] for i in rng.permutation(len(rest))]
+        return items
+
+    return script
+
+
+def n_items_model(markers: dict[str, str], *, p: float = 1.0, seed: int = 0):
+    """:func:`permutation_model` that lists every candidate once (N items for N candidates)."""
+    return permutation_model(markers, p=p, seed=seed, n_items=True)
+
+
 def marker_oracle(
     markers: dict[str, str],
 ) -> Callable[[list[list[str]], list[str], int], list[str]]:
-    """A script naming each cell by the first of its top genes found in ``markers`` (gene -> type)."""
+    """A per-cell script: each cell named by the first of its top genes found in ``markers``.
+
+    It labels each cell on its own (labels may repeat within a puzzle), which a model
+    trained on CellPuzzles does not do; tests of the trained behaviour use
+    :func:`permutation_model`.
+    """
 
     def script(genes, candidates, call):
         labels = []

@@ -3,11 +3,12 @@
 The flow reads top-down, one module per stage:
 
 1. :mod:`._annotate_checks` — every argument checked, nothing loaded;
-2. :mod:`._annotate_plan` — representative cells, their top genes, the puzzles;
+2. :mod:`._annotate_plan` — the distinct cells each cluster may show, their top genes;
 3. :mod:`._propose` — with ``candidates=None``, the model's free-text cell types per
    cluster, merged into the candidate list;
-4. :func:`~sc_cello1.tl.solve` — the puzzles answered (cached, resumable);
-5. :mod:`._annotate_collect` — votes from what the model said, labels, ``uns`` tables;
+4. :mod:`._annotate_rounds` — puzzles laid out round by round (:mod:`._layout`),
+   answered by :func:`~sc_cello1.tl.solve` (cached, resumable) and read strictly;
+5. :mod:`._annotate_collect` — labels from the counted votes, ``uns`` tables;
 6. :func:`_write` — the only step that changes ``adata``.
 """
 
@@ -26,7 +27,8 @@ from sc_cello1._logging import logger
 
 from ._annotate_checks import check_data, check_model, check_run_args, is_backend
 from ._annotate_collect import Collected, collect
-from ._annotate_plan import build_plan, cell_context, choose_cells, describe
+from ._annotate_plan import cell_context, choose_cells, describe, make_layout
+from ._annotate_rounds import Asked, ask_in_rounds, to_puzzle
 from ._cluster_puzzles import MAX_TRAINED_CELLS
 from ._names import NameMatcher, check_ontology, ontology_index
 
@@ -360,42 +362,74 @@ def annotate(
         )
         candidate_list = proposals.candidates
 
-    # -- 4. the puzzles, answered ----------------------------------------------------------
-    plan = build_plan(
-        adata,
-        checked,
+    # -- 4. the puzzles, asked in rounds --------------------------------------------------
+    layout = make_layout(
         cells,
         candidate_list,
-        context=context,
-        context_fields=context_fields,
         n_samples=n_samples,
         max_cells_per_puzzle=max_cells_per_puzzle,
-        one_to_one=one_to_one,
         rng=rng,
     )
+    matcher = NameMatcher(list(candidate_list), ontology=use_ontology)
     logger.info(
-        "annotate: %d clusters, %d candidates (%s), %d puzzles (%d samples), %s",
-        len(plan.clusters),
-        len(plan.candidates),
+        "annotate: %d clusters, %d candidates (%s), up to %d cells per cluster, %s",
+        len(checked.clusters),
+        len(candidate_list),
         "user" if proposals is None else "proposed",
-        len(plan.puzzles),
-        n_samples,
+        layout.budget,
         checked.where,
     )
-    records = _solve(
-        plan.puzzles,
-        runner,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        constrained=constrained,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
+
+    def build(laid: Any, index: int) -> Any:
+        return to_puzzle(
+            laid,
+            index,
+            top_genes=cells.top_genes,
+            obs=adata.obs,
+            cluster_names=checked.clusters,
+            group_names=cells.group_names,
+            context=context,
+            context_fields=context_fields,
+            has_cellxgene=cells.has_cellxgene,
+        )
+
+    def ask(puzzles: list[Any]) -> list[dict]:
+        return _solve(
+            puzzles,
+            runner,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            constrained=constrained,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+        )
+
+    asked = ask_in_rounds(
+        layout, n_clusters=len(checked.clusters), build=build, solve=ask, matcher=matcher
     )
 
     # -- 5. votes and tables ---------------------------------------------------------------
-    matcher = NameMatcher(plan.candidates, ontology=use_ontology)
-    result = collect(plan, records, matcher=matcher, one_to_one=one_to_one)
+    n_cells = np.bincount(checked.codes[checked.codes >= 0], minlength=len(checked.clusters))
+    result = collect(
+        asked,
+        clusters=checked.clusters,
+        cluster_codes=checked.codes,
+        n_cells=n_cells,
+        matcher=matcher,
+        one_to_one=one_to_one,
+    )
+    cost = _cost(asked, len(checked.clusters))
+    logger.info(
+        "annotate: asked %d puzzles in %d rounds: %d cells (%.1f per cluster), %d tokens "
+        "generated, %d prompt characters",
+        cost["n_puzzles"],
+        cost["n_rounds"],
+        cost["n_cells_asked"],
+        cost["cells_per_cluster"],
+        cost["n_tokens_generated"],
+        cost["n_prompt_chars"],
+    )
     params = {
         "groupby": groupby,
         "candidates": None if candidates is None else [str(c) for c in candidates],
@@ -437,7 +471,7 @@ def annotate(
         "context_source": cells.context_source,
         "assignment": result.method,
         "ontology_used": use_ontology,
-        "n_puzzles": len(plan.puzzles),
+        **cost,
         "seconds": round(time.perf_counter() - start, 3),
     }
     if proposals is not None:
@@ -450,7 +484,7 @@ def annotate(
     uns: dict[str, Any] = {
         "params": _sanitize(params),
         "candidates": {
-            "names": list(plan.candidates),
+            "names": list(matcher.candidates),
             "candidate_source": "user" if proposals is None else "proposed",
             "unmapped": matcher.unmapped,
         },
@@ -557,6 +591,20 @@ def _solve(puzzles: list[Any], runner: Any, *, batch_size: int | None, **kwargs:
 
 
 # --------------------------------------------------------------------------- uns
+
+
+def _cost(asked: Asked, n_clusters: int) -> dict[str, Any]:
+    """Count what was asked: puzzles, rounds, cells (query and known) and tokens."""
+    n_cells = sum(p.n_cells for p in asked.puzzles)
+    return {
+        "n_puzzles": len(asked.puzzles),
+        "n_rounds": asked.n_rounds,
+        "n_cells_asked": n_cells,
+        "n_known_cells_asked": sum(s.n_known for s in asked.scored),
+        "cells_per_cluster": round(n_cells / max(n_clusters, 1), 2),
+        "n_tokens_generated": int(sum(int(r.get("n_tokens") or 0) for r in asked.records)),
+        "n_prompt_chars": int(sum(len(p.user_msg) for p in asked.puzzles)),
+    }
 
 
 def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:
