@@ -227,6 +227,21 @@ class Layout:
                 out.add(label)
         return out
 
+    def _farthest(self, group: int, cluster: int, tally: Tally) -> tuple[int, str | None] | None:
+        """Return the cluster farthest from ``cluster`` that can show a cell (no 1-cell puzzle).
+
+        A decided one comes as a known cell; its label may be one of the hypotheses, but
+        the farthest cluster is the least likely to share the type.
+        """
+        cs = self.groups[group]
+        i = cs.index(cluster)
+        for j in np.argsort(-self.dist[group][i], kind="stable"):
+            other = cs[int(j)]
+            if other != cluster and self._can_show(group, other, tally):
+                decided = tally.decided(other, self.n_samples)
+                return other, (tally.label(other) if decided else None)
+        return None
+
     def _puzzle(self, group: int, purpose: str, slots: list[Slot]) -> LaidPuzzle:
         order = self.rng.permutation(len(slots))
         return LaidPuzzle(
@@ -349,6 +364,10 @@ class Layout:
                     continue
                 members.append((a, label))
                 p["labels"].add(label)
+            if len(members) == 1 < len(cs):
+                extra = self._farthest(group, members[0][0], tally)
+                if extra is not None:
+                    members.append(extra)
             if self.lists_all and len(members) < size:
                 continue  # the model lists every candidate: a smaller puzzle cannot vote
             slots = [self._take(group, c, tally, known=known) for c, known in members]
