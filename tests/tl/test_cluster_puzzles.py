@@ -53,11 +53,18 @@ def test_small_clusters_have_short_pools_never_repeats():
 
 def _layout(n_clusters, candidates, *, groups=None, n_samples=3, positions=None):
     groups = groups or {0: list(range(n_clusters))}
-    pools = {(g, c): [100 * c + 10 * g + i for i in range(9)] for g, cs in groups.items() for c in cs}
+    pools = {
+        (g, c): [100 * c + 10 * g + i for i in range(9)] for g, cs in groups.items() for c in cs
+    }
     pos = positions if positions is not None else np.arange(n_clusters, dtype=float)
     centroids = {(g, c): np.array([pos[c]]) for g, cs in groups.items() for c in cs}
     return Layout(
-        pools, centroids, candidates, n_samples=n_samples, max_cells=15, rng=np.random.default_rng(0)
+        pools,
+        centroids,
+        candidates,
+        n_samples=n_samples,
+        max_cells=15,
+        rng=np.random.default_rng(0),
     )
 
 

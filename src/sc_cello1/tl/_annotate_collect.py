@@ -96,6 +96,7 @@ def collect(
     answer_rows = []
     puzzle_rows = []
     reasons: dict[str, int] = {}
+    sample_of: dict[tuple[int, str], int] = {}
     for i, (laid, puzzle, rec, sc) in enumerate(
         zip(asked.laid, asked.puzzles, asked.records, asked.scored, strict=True)
     ):
@@ -117,9 +118,14 @@ def collect(
                     n_unmatched[cluster] += 1
                     key = (cluster, item or "")
                     unmatched[key] = unmatched.get(key, 0) + 1
+            sample = -1
+            if not slot.is_known:
+                sample = sample_of.get((slot.cluster, puzzle.group), 0)
+                sample_of[slot.cluster, puzzle.group] = sample + 1
             answer_rows.append(
                 {
                     "cluster": clusters[slot.cluster] if slot.cluster >= 0 else "",
+                    "sample": sample,
                     "round": laid.round,
                     "donor": puzzle.group,
                     "puzzle": i,
@@ -204,6 +210,7 @@ def collect(
         answer_rows,
         columns=[
             "cluster",
+            "sample",
             "round",
             "donor",
             "puzzle",

@@ -52,7 +52,7 @@ among all candidates, with no other cell to compare it to.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -189,10 +189,22 @@ class Layout:
             for g, cs in self.groups.items()
         }
         self.dist: dict[int, np.ndarray] = {}
+        #: per group: how often two clusters shared a puzzle; whether j is among i's nearest
+        self.met: dict[int, np.ndarray] = {}
+        self.near: dict[int, np.ndarray] = {}
         for g, cs in self.groups.items():
             cen = np.stack([np.asarray(centroids[g, c], dtype=np.float64) for c in cs])
             sq = (cen**2).sum(1)
             self.dist[g] = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * cen @ cen.T, 0))
+            self.met[g] = np.zeros((len(cs), len(cs)))
+            near = np.zeros((len(cs), len(cs)), dtype=bool)
+            # nearest clusters never share a puzzle after round 1 where the data allow
+            # (over-clustered subclusters of one type are neighbours); not with few clusters
+            if len(cs) > 2 * max(self.size[g], 1):
+                for i in range(len(cs)):
+                    order = [j for j in np.argsort(self.dist[g][i], kind="stable") if j != i]
+                    near[i, order[:N_NEIGHBOURS]] = True
+            self.near[g] = near
 
     # ------------------------------------------------------------------ helpers
 
@@ -227,7 +239,9 @@ class Layout:
                 out.add(label)
         return out
 
-    def _farthest(self, group: int, cluster: int, tally: Tally) -> tuple[int, str | None] | None:
+    def _farthest(
+        self, group: int, cluster: int, tally: Tally, free: Callable[[int], bool]
+    ) -> tuple[int, str | None] | None:
         """Return the cluster farthest from ``cluster`` that can show a cell (no 1-cell puzzle).
 
         A decided one comes as a known cell; its label may be one of the hypotheses, but
@@ -237,12 +251,18 @@ class Layout:
         i = cs.index(cluster)
         for j in np.argsort(-self.dist[group][i], kind="stable"):
             other = cs[int(j)]
-            if other != cluster and self._can_show(group, other, tally):
+            if other != cluster and free(other):
                 decided = tally.decided(other, self.n_samples)
                 return other, (tally.label(other) if decided else None)
         return None
 
     def _puzzle(self, group: int, purpose: str, slots: list[Slot]) -> LaidPuzzle:
+        cs = self.groups[group]
+        members = [cs.index(s.cluster) for s in slots if s.cluster >= 0]
+        for i in members:
+            for j in members:
+                if i != j:
+                    self.met[group][i, j] += 1
         order = self.rng.permutation(len(slots))
         return LaidPuzzle(
             group=group,
@@ -329,44 +349,74 @@ class Layout:
             )
             for c in queries
         }
+        idx = {c: i for i, c in enumerate(cs)}
+        met = self.met[group]
+        near = self.near[group]
+
+        def fits(p: dict, c: int, label: str | None, bars: set[str], relax: bool = False) -> bool:
+            if len(p["clusters"]) >= size:
+                return False
+            if label is not None and (label in p["labels"] or label in p["barred"]):
+                return False
+            if bars & p["labels"]:
+                return False
+            if relax:
+                return c not in p["clusters"]
+            return not any(near[idx[c], idx[m]] or near[idx[m], idx[c]] for m in p["clusters"])
+
+        def met_with(p: dict, c: int) -> float:
+            return float(sum(met[idx[c], idx[m]] for m in p["clusters"]))
+
+        labels = Counter(tally.label(c) for c in queries)
+        limit = max(-(-len(queries) // size), max(labels.values()))
         open_puzzles: list[dict] = []
         for c in queries:
             label = tally.label(c)
-            for p in open_puzzles:
-                if len(p["clusters"]) >= size:
-                    continue
-                if label is not None and (label in p["labels"] or label in p["barred"]):
-                    continue
-                if barred[c] & p["labels"]:
-                    continue
-                break
+            options = [p for p in open_puzzles if fits(p, c, label, barred[c], self.lists_all)]
+            if self.lists_all:  # pack: N cells or no vote
+                best = max(options, key=lambda p: len(p["clusters"])) if options else None
             else:
-                p = {"clusters": [], "labels": set(), "barred": set()}
-                open_puzzles.append(p)
-            p["clusters"].append(c)
+                best = min(options, key=lambda p: met_with(p, c)) if options else None
+            if best is None or (
+                not self.lists_all and met_with(best, c) > 0 and len(open_puzzles) < limit
+            ):
+                best = {"clusters": [], "labels": set(), "barred": set()}
+                open_puzzles.append(best)
+            best["clusters"].append(c)
             if label is not None:
-                p["labels"].add(label)
-            p["barred"] |= barred[c]
+                best["labels"].add(label)
+            best["barred"] |= barred[c]
         decided = [c for c in cs if c not in queries and tally.label(c) is not None]
+        if self.lists_all:  # any labelled cluster may pad; undecided ones come as queries
+            decided = [c for c in cs if tally.label(c) is not None]
+        reserved: Counter = Counter(queries)
+
+        def free(a: int) -> bool:
+            left = self._left(group, a) - reserved[a]
+            return left > 0 and tally.shown[a] + reserved[a] < self.budget
+
         out = []
         for p in open_puzzles:
             members: list[tuple[int, str | None]] = [(c, None) for c in p["clusters"]]
-            for i in self.rng.permutation(len(decided)):
-                a = decided[i]
-                if len(members) >= size:
-                    break
-                label = tally.label(a)
-                if (
-                    label in p["labels"]
-                    or label in p["barred"]
-                    or not self._can_show(group, a, tally)
-                ):
-                    continue
-                members.append((a, label))
-                p["labels"].add(label)
+            order = self.rng.permutation(len(decided))
+            # a model that lists every candidate needs N cells: relax the neighbours then
+            for relax in (False, True) if self.lists_all else (False,):
+                for i in sorted(order, key=lambda i: met_with(p, decided[i])):
+                    a = decided[i]
+                    if len(members) >= size:
+                        break
+                    label = tally.label(a)
+                    if not fits(p, a, label, set(), relax) or not free(a):
+                        continue
+                    reserved[a] += 1
+                    known = label if tally.decided(a, self.n_samples) else None
+                    members.append((a, known))
+                    p["clusters"].append(a)
+                    p["labels"].add(label)
             if len(members) == 1 < len(cs):
-                extra = self._farthest(group, members[0][0], tally)
+                extra = self._farthest(group, members[0][0], tally, free)
                 if extra is not None:
+                    reserved[extra[0]] += 1
                     members.append(extra)
             if self.lists_all and len(members) < size:
                 continue  # the model lists every candidate: a smaller puzzle cannot vote
