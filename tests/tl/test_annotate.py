@@ -332,8 +332,9 @@ def test_short_and_unusable_answers_cast_no_votes(caplog):
     reasons = uns["puzzles"]["reason"].tolist()
     assert reasons[:2] == ["2 items for 4 cells", "no answer tag"]
     assert not uns["puzzles"]["valid_format"].any() and not uns["puzzles"]["voted"].any()
-    # asked until the budget is spent: 3 x n_samples cells per cluster
-    assert table["n_asked"].tolist() == [6] * 4
+    # asked again until the budget (3 x n_samples cells per cluster) is spent, or no
+    # other cluster is left to share a puzzle with (no 1-cell puzzle)
+    assert table["n_asked"].between(5, 6).all() and table["n_asked"].max() == 6
     assert "gave no votes: no answer tag x" in caplog.text
 
 

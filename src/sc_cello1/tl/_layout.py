@@ -342,12 +342,7 @@ class Layout:
         # the most doubtful first: they have the most constraints
         queries.sort(key=lambda c: tally.agreement(c))
         barred = {
-            c: (
-                self._hypotheses(group, c, tally)
-                if tally.in_doubt(c) and not self.lists_all
-                else set()
-            )
-            for c in queries
+            c: (self._hypotheses(group, c, tally) if tally.in_doubt(c) else set()) for c in queries
         }
         idx = {c: i for i, c in enumerate(cs)}
         met = self.met[group]
@@ -372,8 +367,11 @@ class Layout:
         open_puzzles: list[dict] = []
         for c in queries:
             label = tally.label(c)
-            options = [p for p in open_puzzles if fits(p, c, label, barred[c], self.lists_all)]
-            if self.lists_all:  # pack: N cells or no vote
+            options = [p for p in open_puzzles if fits(p, c, label, barred[c])]
+            if self.lists_all:  # pack: N cells or no vote; constraints relaxed if need be
+                options = options or [
+                    p for p in open_puzzles if fits(p, c, label, set(), relax=True)
+                ]
                 best = max(options, key=lambda p: len(p["clusters"])) if options else None
             else:
                 best = min(options, key=lambda p: met_with(p, c)) if options else None
@@ -418,6 +416,8 @@ class Layout:
                 if extra is not None:
                     reserved[extra[0]] += 1
                     members.append(extra)
+            if len(members) == 1 < len(cs):
+                continue  # no 1-cell puzzle where the group has other clusters
             if self.lists_all and len(members) < size:
                 continue  # the model lists every candidate: a smaller puzzle cannot vote
             slots = [self._take(group, c, tally, known=known) for c, known in members]
