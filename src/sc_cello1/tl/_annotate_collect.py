@@ -154,6 +154,16 @@ def collect(
     _warn_about_labels(clusters, result, n_asked, unmatched, n_valid)
 
     used = [c for i, c in enumerate(candidates) if i in set(result.labels.tolist())]
+    if asked.lists_all and len(used) < len(candidates):
+        logger.warning(
+            "annotate: the model lists every candidate (N items) also for puzzles with fewer "
+            "cells, so only puzzles of N cells voted; %d candidates got no cluster (%s). If "
+            "those types are absent from the data, such a model must still give them to "
+            "some cells of every puzzle: those votes are forced and wrong, and the "
+            "confidence of every label is lower. Drop the absent candidates if you can.",
+            len(candidates) - len(used),
+            ", ".join(repr(c) for c in candidates if c not in used)[:300],
+        )
     cluster_labels = pd.Categorical(
         [candidates[j] if j >= 0 else None for j in result.labels], categories=used
     )

@@ -122,6 +122,7 @@ class Asked:
     scored: list[Scored]
     tally: Tally
     n_rounds: int
+    lists_all: bool = False
 
 
 def ask_in_rounds(
@@ -170,4 +171,5 @@ def ask_in_rounds(
             sum(lp.n_cells for lp in laid),
             n_voted,
         )
+    asked.lists_all = layout.lists_all
     return asked

@@ -281,6 +281,8 @@ class Layout:
         for group in sorted(self.groups):
             if self.round == 1:
                 out += self._anti_clustered(group, tally)
+            elif self.lists_all:
+                out += self._packed(group, tally)
             else:
                 out += self._distinct_labels(group, tally)
         return out
@@ -348,15 +350,13 @@ class Layout:
         met = self.met[group]
         near = self.near[group]
 
-        def fits(p: dict, c: int, label: str | None, bars: set[str], relax: bool = False) -> bool:
+        def fits(p: dict, c: int, label: str | None, bars: set[str]) -> bool:
             if len(p["clusters"]) >= size:
                 return False
             if label is not None and (label in p["labels"] or label in p["barred"]):
                 return False
             if bars & p["labels"]:
                 return False
-            if relax:
-                return c not in p["clusters"]
             return not any(near[idx[c], idx[m]] or near[idx[m], idx[c]] for m in p["clusters"])
 
         def met_with(p: dict, c: int) -> float:
@@ -368,16 +368,8 @@ class Layout:
         for c in queries:
             label = tally.label(c)
             options = [p for p in open_puzzles if fits(p, c, label, barred[c])]
-            if self.lists_all:  # pack: N cells or no vote; constraints relaxed if need be
-                options = options or [
-                    p for p in open_puzzles if fits(p, c, label, set(), relax=True)
-                ]
-                best = max(options, key=lambda p: len(p["clusters"])) if options else None
-            else:
-                best = min(options, key=lambda p: met_with(p, c)) if options else None
-            if best is None or (
-                not self.lists_all and met_with(best, c) > 0 and len(open_puzzles) < limit
-            ):
+            best = min(options, key=lambda p: met_with(p, c)) if options else None
+            if best is None or (met_with(best, c) > 0 and len(open_puzzles) < limit):
                 best = {"clusters": [], "labels": set(), "barred": set()}
                 open_puzzles.append(best)
             best["clusters"].append(c)
@@ -385,8 +377,6 @@ class Layout:
                 best["labels"].add(label)
             best["barred"] |= barred[c]
         decided = [c for c in cs if c not in queries and tally.label(c) is not None]
-        if self.lists_all:  # any labelled cluster may pad; undecided ones come as queries
-            decided = [c for c in cs if tally.label(c) is not None]
         reserved: Counter = Counter(queries)
 
         def free(a: int) -> bool:
@@ -397,20 +387,17 @@ class Layout:
         for p in open_puzzles:
             members: list[tuple[int, str | None]] = [(c, None) for c in p["clusters"]]
             order = self.rng.permutation(len(decided))
-            # a model that lists every candidate needs N cells: relax the neighbours then
-            for relax in (False, True) if self.lists_all else (False,):
-                for i in sorted(order, key=lambda i: met_with(p, decided[i])):
-                    a = decided[i]
-                    if len(members) >= size:
-                        break
-                    label = tally.label(a)
-                    if not fits(p, a, label, set(), relax) or not free(a):
-                        continue
-                    reserved[a] += 1
-                    known = label if tally.decided(a, self.n_samples) else None
-                    members.append((a, known))
-                    p["clusters"].append(a)
-                    p["labels"].add(label)
+            for i in sorted(order, key=lambda i: met_with(p, decided[i])):
+                a = decided[i]
+                if len(members) >= size:
+                    break
+                label = tally.label(a)
+                if not fits(p, a, label, set()) or not free(a):
+                    continue
+                reserved[a] += 1
+                members.append((a, label))
+                p["clusters"].append(a)
+                p["labels"].add(label)
             if len(members) == 1 < len(cs):
                 extra = self._farthest(group, members[0][0], tally, free)
                 if extra is not None:
@@ -418,8 +405,79 @@ class Layout:
                     members.append(extra)
             if len(members) == 1 < len(cs):
                 continue  # no 1-cell puzzle where the group has other clusters
-            if self.lists_all and len(members) < size:
-                continue  # the model lists every candidate: a smaller puzzle cannot vote
             slots = [self._take(group, c, tally, known=known) for c, known in members]
             out.append(self._puzzle(group, "distinct labels", slots))
+        return out
+
+    def _packed(self, group: int, tally: Tally) -> list[LaidPuzzle]:
+        """Later rounds for a model that lists every candidate: puzzles of exactly N cells.
+
+        Such a model can vote only in a puzzle of N cells, so no label constraint may
+        make a puzzle smaller; the clusters that need an ask are spread over
+        ``ceil(q / N)`` puzzles so as to avoid, in this order, two cells of one current
+        label, a cell labelled as another's hypothesis (its runner-up, its neighbours'
+        labels), neighbours in ``use_rep``, and pairs that met before; each puzzle is then
+        filled to N cells with further clusters on the same rule (decided ones as known
+        cells).
+        """
+        cs = self.groups[group]
+        size = self.size[group]
+        queries = [c for c in cs if self._needs_ask(group, c, tally)]
+        if not queries:
+            return []
+        idx = {c: i for i, c in enumerate(cs)}
+        labels = {c: tally.label(c) for c in cs}
+        hyp = {c: self._hypotheses(group, c, tally) for c in cs}
+        met, near = self.met[group], self.near[group]
+
+        def cost(members: list[int], c: int) -> float:
+            out = 0.0
+            for m in members:
+                if labels[c] is not None and labels[c] == labels[m]:
+                    out += 100.0
+                if labels[m] in hyp[c] or labels[c] in hyp[m]:
+                    out += 30.0
+                if near[idx[c], idx[m]] or near[idx[m], idx[c]]:
+                    out += 10.0
+                out += met[idx[c], idx[m]]
+            return out
+
+        queries = [queries[i] for i in self.rng.permutation(len(queries))]
+        queries.sort(key=lambda c: tally.agreement(c))
+        parts: list[list[int]] = [[] for _ in range(-(-len(queries) // size))]
+        for c in queries:
+            open_parts = [p for p in parts if len(p) < size]
+            min(open_parts, key=lambda p: cost(p, c)).append(c)
+        reserved: Counter = Counter(queries)
+        out = []
+        for part in parts:
+            others = [c for c in cs if c not in part]
+            others = [others[i] for i in self.rng.permutation(len(others))]
+            while len(part) < size:
+                ok = [
+                    c
+                    for c in others
+                    if c not in part
+                    and self._left(group, c) - reserved[c] > 0
+                    and tally.shown[c] + reserved[c] < self.budget
+                ]
+                if not ok:
+                    break
+                pick = min(ok, key=lambda c: cost(part, c))
+                reserved[pick] += 1
+                part.append(pick)
+            if len(part) < size:
+                continue  # a smaller puzzle cannot vote with this model
+            slots = [
+                self._take(
+                    group,
+                    c,
+                    tally,
+                    known=labels[c]
+                    if c not in queries and tally.decided(c, self.n_samples)
+                    else None,
+                )
+                for c in part
+            ]
+            out.append(self._puzzle(group, "N cells", slots))
         return out
