@@ -32,7 +32,11 @@ def answer_text(labels: list[str]) -> str:
 
 
 class ScriptedBackend:
-    """Answers each puzzle with ``script(genes, candidates, call)`` (a list of labels or a text)."""
+    """Answers each puzzle with ``script(genes, candidates, call)`` (a list of labels or a text).
+
+    A proposal-stage question (one cell, free text) calls ``script([genes], [], call)``,
+    which returns the completion text.
+    """
 
     name = "scripted"
 
@@ -48,6 +52,12 @@ class ScriptedBackend:
         for conv in messages:
             self.calls += 1
             self.prompts.append(conv[-1]["content"])
+            content = conv[-1]["content"]
+            if "Match the cells above" not in content:  # the proposal stage: one cell
+                genes = [content.split("Cell 1: ", 1)[1].split("\n", 1)[0].split(", ")]
+                text = self.script(genes, [], self.calls)
+                out.append([Generation(text=str(text), finish_reason="stop", n_tokens=3)])
+                continue
             _, genes, candidates = puzzle_of(conv)
             answer = self.script(genes, candidates, self.calls)
             text = answer if isinstance(answer, str) else answer_text(answer)

@@ -30,7 +30,7 @@ from ._annotate_collect import Collected, collect
 from ._annotate_plan import cell_context, choose_cells, describe, make_layout
 from ._annotate_rounds import Asked, ask_in_rounds, to_puzzle
 from ._cluster_puzzles import MAX_TRAINED_CELLS
-from ._names import NameMatcher, check_ontology, ontology_index
+from ._names import NameMatcher, check_distinct_terms, check_ontology, ontology_index
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -313,6 +313,7 @@ def annotate(
         msg = f"tie_order={tie_order!r} is not one of {list(_TIE_ORDERS)}."
         raise ValueError(msg)
     use_ontology = check_ontology(ontology)
+    check_distinct_terms(checked.candidates, use_ontology)
     model = check_model(model, backend, backend_kwargs)
     if constrained and checked.candidates is not None and backend != "openai":
         # the longest constrained answer must fit in max_new_tokens: checked with the
@@ -563,12 +564,17 @@ def _propose(
         batch_size=batch_size or 8,
         cache_dir=cache_dir,
     )
-    if not proposals.candidates:
+    if len(proposals.candidates) < 2:
+        said = (
+            f"only one cell type name ({proposals.candidates[0]!r})"
+            if proposals.candidates
+            else "no usable cell type name"
+        )
         msg = (
-            f"The model proposed no usable cell type name in {len(questions)} answers (see the "
-            "warnings above), so there is nothing to choose from. Pass `candidates=[...]`, or "
-            "a larger `max_new_tokens` if answers were cut off; the answers are cached in "
-            "`cache_dir` when given."
+            f"The model proposed {said} in {len(questions)} answers (see the warnings "
+            "above); a puzzle needs at least two distinct candidates. Pass "
+            "`candidates=[...]`, or a larger `max_new_tokens` if answers were cut off; the "
+            "answers are cached in `cache_dir` when given."
         )
         raise RuntimeError(msg)
     logger.info(

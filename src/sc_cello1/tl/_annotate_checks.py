@@ -151,6 +151,14 @@ def check_candidates(candidates: Any) -> list[str] | None:
             )
             raise ValueError(msg)
         seen[key] = c
+    if len(out) < 2:
+        msg = (
+            f"`candidates` has one cell type ({out[0]!r}); a puzzle needs at least two "
+            "distinct candidates to choose from (one candidate would label every cluster "
+            "with it at confidence 1). Add the other types you expect, or pass "
+            "candidates=None to have the model propose them."
+        )
+        raise ValueError(msg)
     return out
 
 

@@ -181,6 +181,7 @@ def collect(
         "runner_up_votes": result.runner_up_votes.astype(np.int64),
         "margin": result.margin,
         "tied": result.tied.astype(bool),
+        "overridden": result.overridden.astype(bool),
         "n_cells": n_cells.astype(np.int64),
     }
     term_of = {c: t for c, t in zip(candidates, matcher.terms, strict=True) if t}
@@ -290,7 +291,16 @@ def _warn_about_labels(
             len(clusters),
             "; ".join(reasons[:10]) + ("; ..." if len(reasons) > 10 else ""),
         )
-    tied = [clusters[int(c)] for c in np.flatnonzero(result.tied)]
+    over = [clusters[int(c)] for c in np.flatnonzero(result.overridden)]
+    if over:
+        logger.warning(
+            "annotate: one_to_one gave clusters %s a label that is not their most voted "
+            "candidate (that one went to another cluster); `overridden` marks them in "
+            "uns[key]['clusters'] and their `margin` is negative. If two clusters can "
+            "share a type, use one_to_one=False.",
+            over[:10],
+        )
+    tied = [clusters[int(c)] for c in np.flatnonzero(result.tied & ~result.overridden)]
     if tied:
         logger.warning(
             "annotate: clusters %s have a tie between their label and the runner-up; the "
