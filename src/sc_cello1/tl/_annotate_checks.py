@@ -297,7 +297,8 @@ def check_data(
     rep, rep_name = representation(adata, use_rep, X, where)
     if n_samples < MIN_SAMPLES_FOR_CONFIDENCE:
         logger.warning(
-            "annotate: n_samples=%d puzzles per cluster; each confidence can only be one of "
+            "annotate: n_samples=%d (the minimum of cells asked per cluster); a decided "
+            "cluster's confidence can only be one of "
             "%s, so it says little about how sure the model is. Use n_samples>=%d (default 5) "
             "for a confidence that means something.",
             n_samples,
