@@ -29,6 +29,12 @@ Usage::
 
     python benchmarks/bench_aggregation.py             # writes benchmarks/results/aggregation.json
     python benchmarks/bench_aggregation.py --reps 1    # quicker
+
+The code before issue 17 (commit f434edd), for comparison::
+
+    git archive f434edd src | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before/src python benchmarks/bench_aggregation.py --reps 3 \
+        --out benchmarks/results/aggregation_before.json
 """
 
 from __future__ import annotations
@@ -199,7 +205,9 @@ def run(ps, reps, n_samples, behaviours, partitions):
                     conf_wrong += conf[~right & labelled].tolist()
                     wrong_hi += int((conf[~right & labelled] > 0.5).sum())
                     unlabelled += int((~labelled).sum())
-                    cells_asked.append(out.uns["cello1"]["params"]["cells_per_cluster"])
+                    # from the puzzles table: also works for the code before issue 17
+                    n_shown = out.uns["cello1"]["puzzles"]["n_cells"].sum()
+                    cells_asked.append(float(n_shown) / len(truth))
                 rows.append(
                     {
                         "partition": part,
