@@ -6,12 +6,17 @@ as a model trained on CellPuzzles: :func:`permutation_model` gives each cell a d
 candidate (a cell whose type it knows, with probability ``p``, gets that type if still
 free, any other cell a random unused candidate), :func:`n_items_model` lists every
 candidate once (as trained, for N cells and N candidates), the first items for the
-cells. :class:`InterruptingBackend` runs a real backend and raises mid-run.
+cells. :class:`ScriptServer` serves a script as a real OpenAI-compatible chat endpoint
+on 127.0.0.1 (for ``backend="openai"``). :class:`InterruptingBackend` runs a real
+backend and raises mid-run.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
@@ -71,6 +76,51 @@ class ScriptedBackend:
 
     def provenance(self):
         return {"backend": "scripted", "model": "scripted-oracle", "revision": "test-1"}
+
+
+class ScriptServer:
+    """A chat-completions endpoint on 127.0.0.1 that answers each puzzle with a script.
+
+    Use as a context manager; ``url`` is the ``base_url`` for ``backend="openai"``.
+    """
+
+    def __init__(self, script: Callable[[list[list[str]], list[str], int], list[str] | str]):
+        backend = ScriptedBackend(script)
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # silence
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    (gens,) = backend.generate([body["messages"]])
+                message = {"role": "assistant", "content": gens[0].text}
+                data = json.dumps(
+                    {
+                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                        "usage": {"completion_tokens": gens[0].n_tokens},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.backend = backend
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class InterruptingBackend:

@@ -586,12 +586,14 @@ def test_tiny_qwen2_constrained_structure_and_h5ad_roundtrip(tiny_qwen2, pbmc68k
     )
     uns = adata.uns["cello1"]
     puzzles = uns["puzzles"]
-    assert len(puzzles) == 2
+    assert len(puzzles) >= 2 and (puzzles[puzzles["round"] == 1]["n_cells"] == 4).all()
     assert puzzles["valid_format"].all() and puzzles["is_permutation"].all()  # constrained decoding
     table = uns["clusters"]
-    assert (table["n_asked"] == 2).all()
-    assert (uns["votes"].groupby("cluster")["votes"].sum() == 2).all()
-    assert np.allclose(table["confidence"], table["votes"] / 2)
+    # a random model leaves clusters in doubt: asked again, up to the budget of 3 x 2
+    assert table["n_asked"].between(2, 6).all()
+    counted = uns["votes"].groupby("cluster")["votes"].sum().reindex(table.index)
+    assert (counted == table["n_asked"] - table["n_conflict"]).all()
+    assert np.allclose(table["confidence"], table["votes"] / table["n_asked"])
     labelled = table["label"].dropna().astype(str)
     assert set(labelled) <= set(types) and labelled.is_unique
     assert uns["params"]["backend_used"] == "transformers"
@@ -627,18 +629,18 @@ def test_interrupt_mid_run_leaves_adata_unchanged_and_resumes(error, tiny_qwen2,
         "max_new_tokens": 8,
         "batch_size": 1,
         "cache_dir": tmp_path / "cache",
-        "one_to_one": True,  # one puzzle per sample
+        "one_to_one": True,  # 4 clusters, 4 candidates: one puzzle per round
     }
     wrapper = InterruptingBackend(inner, at=2, error=error)
     with pytest.raises(error):
         cello1.tl.annotate(adata, "bulk_labels", model=wrapper, **kw)
     assert wrapper.calls == 2
     assert_unchanged(adata, before)
-    # the finished puzzle was cached: the rerun asks only the other two
+    # the finished puzzle was cached: the rerun (the same rounds, as the same answers come
+    # back) asks every puzzle but that one (batch_size=1: one call per puzzle)
     counting = InterruptingBackend(inner, at=10**6)
     cello1.tl.annotate(adata, "bulk_labels", model=counting, **kw)
-    assert counting.calls == 2
-    assert len(adata.uns["cello1"]["puzzles"]) == 3
+    assert counting.calls == len(adata.uns["cello1"]["puzzles"]) - 1 >= 2
 
 
 @pytest.mark.slow
@@ -721,12 +723,14 @@ def test_smollm2_end_to_end_pbmc68k(smollm2, pbmc68k):
     labels = uns["clusters"]["label"].astype(str)
     assert labels.is_unique and set(labels) == set(candidates)  # one-to-one, every cluster voted
     assert (uns["clusters"]["confidence"] == 1.0).all()
-    # louvain: 11 clusters, 10 candidates -> two puzzles; free text, so votes may be missing
+    # louvain: 11 clusters, 10 candidates -> round 1: two puzzles (6 and 5 clusters),
+    # padded to 10 cells; free text, so votes may be missing and clusters asked again
     cello1.tl.annotate(pbmc68k, "louvain", key_added="louvain_cello1", max_new_tokens=16, **kw)
     uns = pbmc68k.uns["louvain_cello1"]
-    assert sorted(uns["puzzles"]["n_cells"].tolist()) == [5, 6]
+    puzzles = uns["puzzles"]
+    assert puzzles[puzzles["round"] == 1]["n_cells"].tolist() == [10, 10]
     assert uns["params"]["assignment"] == "plurality"
-    assert (uns["clusters"]["n_asked"] == 1).all()
+    assert uns["clusters"]["n_asked"].between(1, 3).all()
     assert set(pbmc68k.obs["louvain_cello1"].dropna().astype(str)) <= set(candidates)
     assert uns["puzzles"]["text"].str.len().gt(0).all()
 

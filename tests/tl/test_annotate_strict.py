@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from tests.tl._annotate_backends import (
     ScriptedBackend,
+    ScriptServer,
     n_items_model,
     permutation_model,
 )
@@ -53,6 +54,27 @@ def test_answers_with_more_items_than_cells_give_no_votes(caplog):
     assert set(puzzles["reason"]) == {"7 items for 4 cells"}
     assert not puzzles["valid_format"].any() and not puzzles["is_permutation"].any()
     assert "gave no votes: 7 items for 4 cells x" in caplog.text
+
+
+def test_a_served_model_listing_every_candidate_labels_every_cluster():
+    # the real openai backend against a chat server on 127.0.0.1 whose model lists all
+    # N candidates (as trained): 4 clusters of 4 types, 4 candidates: N = 4 cells
+    adata, markers = marker_adata(4)
+    with ScriptServer(n_items_model(markers)) as srv:
+        cello1.tl.annotate(
+            adata,
+            candidates=TYPES[:4],
+            model="cell-o1",
+            backend="openai",
+            backend_kwargs={"base_url": srv.url, "api_key": "sk-test"},
+            n_genes=5,
+            n_samples=3,
+        )
+    uns = adata.uns["cello1"]
+    assert uns["clusters"]["label"].astype(str).tolist() == TYPES[:4]
+    assert (uns["puzzles"]["n_cells"] == 4).all() and uns["puzzles"]["voted"].all()
+    assert uns["params"]["backend_used"] == "openai"
+    assert uns["params"]["backend_kwargs"]["api_key"] == "<redacted>"
 
 
 # -- 2. votes only from inside the answer tags -------------------------------------------
