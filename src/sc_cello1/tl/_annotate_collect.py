@@ -75,54 +75,48 @@ def _puzzle_row(
     }
 
 
-def collect(
-    asked: Asked,
-    *,
-    clusters: Sequence[str],
-    cluster_codes: np.ndarray,
-    n_cells: np.ndarray,
-    matcher: NameMatcher,
-    one_to_one: bool,
-) -> Collected:
-    """Votes, labels and the tables for ``uns`` from the puzzles asked in rounds."""
-    import pandas as pd
+@dataclass
+class _Walked:
+    """The per-cell and per-puzzle rows and counts of every answer."""
 
-    candidates = list(matcher.candidates)
-    votes: list[tuple[int, int | None]] = []
-    unmatched: dict[tuple[int, str], int] = {}
-    n_valid = np.zeros(len(clusters), dtype=np.int64)
-    n_unmatched = np.zeros(len(clusters), dtype=np.int64)
-    n_conflict = np.zeros(len(clusters), dtype=np.int64)
-    answer_rows = []
-    puzzle_rows = []
-    reasons: dict[str, int] = {}
+    votes: list[tuple[int, int | None]]
+    unmatched: dict[tuple[int, str], int]
+    n_valid: np.ndarray
+    n_unmatched: np.ndarray
+    n_conflict: np.ndarray
+    answer_rows: list[dict[str, Any]]
+    puzzle_rows: list[dict[str, Any]]
+    reasons: dict[str, int]
+
+
+def _walk(asked: Asked, clusters: Sequence[str], candidates: Sequence[str]) -> _Walked:
+    """Go through every puzzle's scored answer: votes, unmatched items, rows for ``uns``."""
+    n = len(clusters)
+    zeros = [np.zeros(n, dtype=np.int64) for _ in range(3)]
+    out = _Walked([], {}, zeros[0], zeros[1], zeros[2], [], [], {})
     sample_of: dict[tuple[int, str], int] = {}
     for i, (laid, puzzle, rec, sc) in enumerate(
         zip(asked.laid, asked.puzzles, asked.records, asked.scored, strict=True)
     ):
-        if sc.items is None:
-            reasons[sc.reason] = reasons.get(sc.reason, 0) + 1
-        elif sc.conflict:
-            reasons["a known cell answered against its label"] = (
-                reasons.get("a known cell answered against its label", 0) + 1
-            )
+        why = sc.reason if sc.items is None else "a known cell answered against its label"
+        if sc.items is None or sc.conflict:
+            out.reasons[why] = out.reasons.get(why, 0) + 1
         for pos, slot in enumerate(laid.slots):
             item = None if sc.items is None else sc.items[pos]
             hit = sc.hits[pos]
-            if not slot.is_known:
-                cluster = slot.cluster
-                votes.append((cluster, hit if sc.voted else None))
-                n_valid[cluster] += sc.items is not None
-                n_conflict[cluster] += bool(sc.conflict)
-                if hit is None:
-                    n_unmatched[cluster] += 1
-                    key = (cluster, item or "")
-                    unmatched[key] = unmatched.get(key, 0) + 1
             sample = -1
             if not slot.is_known:
-                sample = sample_of.get((slot.cluster, puzzle.group), 0)
-                sample_of[slot.cluster, puzzle.group] = sample + 1
-            answer_rows.append(
+                cluster = slot.cluster
+                out.votes.append((cluster, hit if sc.voted else None))
+                out.n_valid[cluster] += sc.items is not None
+                out.n_conflict[cluster] += bool(sc.conflict)
+                if hit is None:
+                    out.n_unmatched[cluster] += 1
+                    key = (cluster, item or "")
+                    out.unmatched[key] = out.unmatched.get(key, 0) + 1
+                sample = sample_of.get((cluster, puzzle.group), 0)
+                sample_of[cluster, puzzle.group] = sample + 1
+            out.answer_rows.append(
                 {
                     "cluster": clusters[slot.cluster] if slot.cluster >= 0 else "",
                     "sample": sample,
@@ -137,8 +131,32 @@ def collect(
                     "counted": bool(sc.voted and not slot.is_known and hit is not None),
                 }
             )
-        puzzle_rows.append(_puzzle_row(puzzle, laid, rec, sc))
-    _warn_about_answers(reasons, len(asked.laid))
+        out.puzzle_rows.append(_puzzle_row(puzzle, laid, rec, sc))
+    return out
+
+
+def collect(
+    asked: Asked,
+    *,
+    clusters: Sequence[str],
+    cluster_codes: np.ndarray,
+    n_cells: np.ndarray,
+    matcher: NameMatcher,
+    one_to_one: bool,
+) -> Collected:
+    """Votes, labels and the tables for ``uns`` from the puzzles asked in rounds."""
+    import pandas as pd
+
+    candidates = list(matcher.candidates)
+    walked = _walk(asked, clusters, candidates)
+    votes, unmatched, answer_rows, puzzle_rows = (
+        walked.votes,
+        walked.unmatched,
+        walked.answer_rows,
+        walked.puzzle_rows,
+    )
+    n_valid, n_unmatched, n_conflict = walked.n_valid, walked.n_unmatched, walked.n_conflict
+    _warn_about_answers(walked.reasons, len(asked.laid))
 
     table, n_asked = vote_table(votes, n_clusters=len(clusters), n_candidates=len(candidates))
     # ties go to the candidate listed first in the prompt (sorted() order of the names)
