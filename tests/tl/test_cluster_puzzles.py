@@ -138,3 +138,19 @@ def test_context_rules():
         context_for(obs, [0], context=None, context_fields=(), has_cellxgene=False)
         == FALLBACK_CONTEXT
     )
+
+
+def test_a_label_won_against_a_known_cell_is_a_hypothesis_kept_out_of_its_puzzles():
+    layout = _layout(8, ["a", "b", "c", "d"], n_samples=2)
+    tally = Tally(8)
+    layout.next_round(tally)
+    for c, label in enumerate(["a", "a", "b", "b", "c", "c", "d", "d"]):
+        tally.votes[c][label] += 2
+        tally.asked[c] = tally.counted[c] = 2
+    # cluster 7 in doubt (c 1, d 1); a conflicted puzzle gave it "a" over a known "a" cell
+    tally.votes[7] = type(tally.votes[7])({"c": 1, "d": 1})
+    tally.hinted[7]["a"] += 1
+    puzzles = layout.next_round(tally)
+    (p,) = [p for p in puzzles if any(s.cluster == 7 for s in p.slots)]
+    others = [s.known or tally.label(s.cluster) for s in p.slots if s.cluster != 7]
+    assert "a" not in others and "d" not in others and "b" in others

@@ -153,9 +153,18 @@ def ask_in_rounds(
             n_voted += sc.voted
             if sc.n_items == len(lp.candidates) > lp.n_cells:
                 layout.lists_all = True
+            displaced = set()
+            if sc.conflict and sc.items is not None:
+                displaced = {
+                    s.known
+                    for s, h in zip(lp.slots, sc.hits, strict=True)
+                    if s.is_known and (h is None or candidates[h] != s.known)
+                }
             for slot, hit in zip(lp.slots, sc.hits, strict=True):
                 if slot.is_known:
                     continue
+                if hit is not None and candidates[hit] in displaced:
+                    tally.hinted[slot.cluster][candidates[hit]] += 1
                 tally.asked[slot.cluster] += 1
                 tally.counted[slot.cluster] += sc.voted
                 if sc.voted and hit is not None:

@@ -101,7 +101,9 @@ class Tally:
 
     ``votes``: counted votes by candidate name; ``asked``: times shown as a query cell;
     ``counted``: those whose answer could vote (read strictly, no conflict); ``shown``:
-    cells shown, query and known.
+    cells shown, query and known; ``hinted``: labels a cluster was given in a conflicted
+    puzzle while the known cell of that label was answered otherwise (the model put the
+    label on this cluster rather than on the known cell: a hypothesis, not a vote).
     """
 
     n_clusters: int
@@ -109,8 +111,10 @@ class Tally:
     asked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     counted: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     shown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    hinted: list[Counter] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.hinted = [Counter() for _ in range(self.n_clusters)]
         self.votes = [Counter() for _ in range(self.n_clusters)]
         self.asked = np.zeros(self.n_clusters, dtype=np.int64)
         self.counted = np.zeros(self.n_clusters, dtype=np.int64)
@@ -222,14 +226,14 @@ class Layout:
         return self._left(group, cluster) > 0 and tally.shown[cluster] < self.budget
 
     def _hypotheses(self, group: int, cluster: int, tally: Tally) -> set[str]:
-        """Return the labels a cluster in doubt might be: its runner-up, its neighbours' labels.
+        """Return the labels a cluster in doubt might be: runner-up, hints, neighbours' labels.
 
         Its own current label is left out (it is in the puzzle already).
         """
         own = tally.label(cluster)
         counts = tally.votes[cluster]
         others = sorted((c for c in counts if c != own), key=lambda c: (-counts[c], c))
-        out = set(others[:1])
+        out = set(others[:1]) | (set(tally.hinted[cluster]) - {own})
         cs = self.groups[group]
         i = cs.index(cluster)
         order = [j for j in np.argsort(self.dist[group][i], kind="stable") if j != i]
