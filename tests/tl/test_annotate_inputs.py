@@ -188,10 +188,25 @@ def test_a_puzzle_that_keeps_failing_costs_only_itself(tmp_path):
     n_failed = len(info.value.failed)
     assert 0 < n_failed < info.value.n_total
     assert len(list(cache.glob("*.json"))) == info.value.n_total - n_failed
+    n_kept = len(list(cache.glob("*.json")))
+    # a clean run of the same call: how many prompts it asks in all (rounds included)
+    with FaultyChatServer() as srv:
+        clean = annotate(
+            adata,
+            srv.url,
+            cache_dir=tmp_path / "clean",
+            max_cells_per_puzzle=3,
+            n_genes=1,
+            copy=True,
+        )
+    n_clean = srv.requests
+    # the rerun asks only what the first run did not keep: the failed puzzle and the
+    # later rounds that never ran
     with FaultyChatServer() as srv:
         annotate(adata, srv.url, cache_dir=cache, max_cells_per_puzzle=3, n_genes=1)
-    assert srv.requests == n_failed
+    assert srv.requests == n_clean - n_kept
     assert adata.obs["cello1"].notna().all()
+    assert adata.obs["cello1"].astype(str).equals(clean.obs["cello1"].astype(str))
 
 
 def test_the_backend_annotate_builds_is_closed():
