@@ -76,7 +76,7 @@ class CandidateMap:
         return {t: c for c, t in self.type_of.items()}
 
     def as_uns(self) -> dict[str, Any]:
-        """The mapping as ``uns`` can store it (lists of strings)."""
+        """Return the mapping as ``uns`` can store it (lists of strings)."""
         names = list(self.type_of)
         return {
             "candidates": names,
@@ -87,7 +87,7 @@ class CandidateMap:
 
 
 def labels_sha256(labels: np.ndarray) -> str:
-    """sha256 of the label vector: each cell's label as UTF-8, in cell order, joined by ``\\n``."""
+    """Return the sha256 of the labels: UTF-8, in cell order, one per line (joined by newlines)."""
     return hashlib.sha256("\n".join(str(v) for v in labels).encode("utf-8")).hexdigest()
 
 

@@ -100,7 +100,7 @@ def check_prior_args(method: Any, reference_model: Any, max_epochs: Any) -> str:
 
 
 def _check_pynndescent() -> None:
-    """scanpy's ingest (up to 1.11 at least) fails with pynndescent 0.7; say so up front."""
+    """Raise before any work where scanpy's ingest would fail (pynndescent 0.7)."""
     try:
         major, minor = (int(v) for v in version("pynndescent").split(".")[:2])
     except (ValueError, ImportError):  # pragma: no cover - not installed or odd version
@@ -170,7 +170,9 @@ def summarise(
     cell_labels: np.ndarray, codes: np.ndarray, n_clusters: int
 ) -> tuple[list[str], list[float], list[dict[str, float]]]:
     """Per cluster: the most frequent label (ties: first in sorted order), its share, all shares."""
-    label, share, dist = [], [], []
+    label: list[str] = []
+    share: list[float] = []
+    dist: list[dict[str, float]] = []
     for k in range(n_clusters):
         values, counts = np.unique(cell_labels[codes == k].astype(str), return_counts=True)
         if values.size == 0:
