@@ -296,6 +296,12 @@ def transfer_labels(
     )
 
 
+def _obs_frame(n: int, prefix: str) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(index=pd.Index([f"{prefix}{i}" for i in range(n)]))
+
+
 def _ingest(
     query_X: Any, ref: Reference, ref_small: Any, sel: np.ndarray, q_counts: bool
 ) -> np.ndarray:
@@ -305,9 +311,8 @@ def _ingest(
     q_x = _prepared(query_X, ref.query_cols[sel], counts=q_counts, log=True)
     names = [ref.shared_genes[j] for j in sel]
     ref_small.var_names = names
-    query_small = ad.AnnData(X=q_x)
+    query_small = ad.AnnData(X=q_x, obs=_obs_frame(q_x.shape[0], "q"))
     query_small.var_names = names
-    query_small.obs_names = [str(i) for i in range(query_small.n_obs)]
     sc.tl.ingest(query_small, ref_small, obs="label", embedding_method="pca")
     return np.asarray(query_small.obs["label"].astype(str), dtype=object)
 
@@ -346,10 +351,12 @@ def _scanvi(
         names = [ref.shared_genes[j] for j in sel]
         ref_counts = ad.AnnData(
             X=_prepared(ref.X, ref.ref_cols[sel], counts=True, log=False),
-            obs=pd.DataFrame({"label": ref.labels.astype(str)}),
+            obs=pd.DataFrame(
+                {"label": ref.labels.astype(str)},
+                index=pd.Index([f"r{i}" for i in range(ref.adata.n_obs)]),
+            ),
         )
         ref_counts.var_names = names
-        ref_counts.obs_names = [f"r{i}" for i in range(ref_counts.n_obs)]
         scvi.model.SCVI.setup_anndata(ref_counts)
         vae = scvi.model.SCVI(ref_counts, n_latent=10)
         vae.train(max_epochs=epochs, enable_progress_bar=bar, accelerator="cpu")
@@ -366,9 +373,9 @@ def _scanvi(
     unlabeled = model.unlabeled_category_
     cols = ref.query_cols[sel] if reference_model is None else ref.query_cols
     q_names = names if reference_model is None else list(ref.shared_genes)
-    query = ad.AnnData(X=_prepared(query_X, cols, counts=True, log=False))
+    q_x = _prepared(query_X, cols, counts=True, log=False)
+    query = ad.AnnData(X=q_x, obs=_obs_frame(q_x.shape[0], "q"))
     query.var_names = q_names
-    query.obs_names = [f"q{i}" for i in range(query.n_obs)]
     query.obs[labels_key] = unlabeled
     scvi.model.SCANVI.prepare_query_anndata(query, model)
     mapped = scvi.model.SCANVI.load_query_data(query, model)
