@@ -1,37 +1,47 @@
-"""How well ``tl.annotate`` turns noisy answers into cluster labels: new default vs old code.
+"""How well ``tl.annotate`` turns answers into cluster labels, for models that answer as trained.
 
-A simulated model answers each cell of a puzzle with the true type of the cell's cluster
-with probability ``p``; otherwise, with equal chance, a wrong candidate or a name that
-is no candidate ("Hepatocyte", "Neuron", ...). It recognises a cell by its top-gene list
-(the same list the prompt shows). A second model, the *permutation oracle*, is Cell-o1's
-trained behaviour taken to the limit: it gives every cell its true type but uses each
-candidate at most once per puzzle (a cell whose type is taken gets a random unused
-candidate), which is what over-clustering runs into.
+Simulated models answer each puzzle from the cells' true types; each time a cell is
+shown, its type is *known* with probability ``p``. Three behaviours:
 
-Partitions (real data):
+- ``per-cell``: a known cell gets its type; any other cell a wrong candidate or a name
+  that is no candidate ("Hepatocyte", ...), with equal chance. Labels may repeat.
+- ``permutation``: Cell-o1's trained rule, each candidate at most once per puzzle. The
+  cells are visited in random order; a known cell gets its type if still free, any
+  other cell a random unused candidate.
+- ``n-items``: as ``permutation``, but the answer lists every candidate once (the
+  cells' items first, then the unused candidates): the trained N cells / N candidates
+  answer, which gives more items than cells whenever a puzzle has fewer cells.
 
-- ``pbmc68k``: scanpy's ``pbmc68k_reduced`` grouped by ``bulk_labels`` (10 clusters,
-  one type each; candidates: the 10 labels);
-- ``pbmc3k-leiden``: ``../shared/data/pbmc3k_clustifyr_9types.h5ad``, leiden at resolution
-  2 (over-clustered: several clusters per type); truth is each cluster's majority
-  ``cell_type``; candidates: the 9 types.
+The model recognises a cell by its top-gene list (the list the prompt shows).
 
-"old" runs the code of commit 9693672 (before issue 8: votes from repaired answers,
-distinct labels by assignment, all clusters in one puzzle) in a subprocess, exported with
-``git archive``; "new" runs this checkout with its defaults.
+Partitions of ``../shared/data/pbmc3k_clustifyr_9types.h5ad`` (2,638 cells, 9 types):
+
+- ``1:1``: one cluster per type; candidates: the 9 types;
+- ``over-clustered``: each type split by k-means on PCA into ``round(n / 100)``
+  subclusters (29 pure clusters, deterministic); candidates: the 9 types;
+- ``superset``: over-clustered, candidates: the 9 types + 3 absent ones;
+- ``fewer-types``: the over-clustered clusters of 5 types only; candidates: all 9.
+
+Per row: clusters right (pooled over reps), mean confidence of right and of wrong labels,
+wrong labels above confidence 0.5, unlabelled clusters, cells asked per cluster.
 
 Usage::
 
-    python benchmarks/bench_aggregation.py            # full grid, writes benchmarks/results/aggregation.json
-    python benchmarks/bench_aggregation.py --reps 1   # quicker
+    python benchmarks/bench_aggregation.py             # writes benchmarks/results/aggregation.json
+    python benchmarks/bench_aggregation.py --reps 1    # quicker
+
+The code before issue 17 (commit f434edd), for comparison::
+
+    git archive f434edd src | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before/src python benchmarks/bench_aggregation.py --reps 3 \
+        --out benchmarks/results/aggregation_before.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
+import logging
 import sys
 import tempfile
 import time
@@ -40,8 +50,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-OLD_COMMIT = "9693672"
+DATA = ROOT.parent / "shared" / "data" / "pbmc3k_clustifyr_9types.h5ad"
 NON_CANDIDATES = ["Hepatocyte", "Neuron", "Keratinocyte", "Adipocyte", "Cardiomyocyte"]
+ABSENT = ["Erythrocyte", "Plasma cell", "Mast cell"]
+KEEP_FEWER = ["B", "CD14+ Mono", "CD8 T", "NK", "Naive CD4 T"]
+BEHAVIOURS = ("per-cell", "permutation", "n-items")
 WORK = Path(tempfile.gettempdir()) / "cello1_bench_aggregation"
 
 
@@ -50,25 +63,13 @@ class SimulatedModel:
 
     name = "simulated"
 
-    def __init__(self, truth_by_genes, p, seed, permutation=False):
+    def __init__(self, truth_by_genes, behaviour, p, seed):
         self.truth_by_genes = truth_by_genes
+        self.behaviour = behaviour
         self.p = p
         self.rng = np.random.default_rng(seed)
-        self.permutation = permutation
 
-    def _answer(self, genes, candidates):
-        truths = [self.truth_by_genes[tuple(g)] for g in genes]
-        if self.permutation:
-            used, out = set(), []
-            for t in truths:
-                if t not in used:
-                    used.add(t)
-                    out.append(t)
-                else:
-                    out.append(None)
-            free = [c for c in candidates if c not in used]
-            self.rng.shuffle(free)
-            return [o if o is not None else free.pop() for o in out]
+    def _per_cell(self, truths, candidates):
         out = []
         for t in truths:
             if self.rng.random() < self.p:
@@ -78,6 +79,25 @@ class SimulatedModel:
             else:
                 out.append(str(self.rng.choice(NON_CANDIDATES)))
         return out
+
+    def _permutation(self, truths, candidates):
+        out: list[str | None] = [None] * len(truths)
+        used: set[str] = set()
+        for i in self.rng.permutation(len(truths)):
+            t = truths[i]
+            if t in candidates and t not in used and self.rng.random() < self.p:
+                out[i] = t
+                used.add(t)
+        for i in range(len(truths)):
+            if out[i] is None:
+                free = [c for c in candidates if c not in used] or list(candidates)
+                out[i] = str(free[self.rng.integers(len(free))])
+                used.add(out[i])
+        items = [str(o) for o in out]
+        if self.behaviour == "n-items":
+            rest = [c for c in candidates if c not in used]
+            items += [rest[i] for i in self.rng.permutation(len(rest))]
+        return items
 
     def generate(
         self, messages, *, n=1, temperature=0.0, max_new_tokens=3500, seed=None, constraints=None
@@ -90,228 +110,202 @@ class SimulatedModel:
         for conv in messages:
             user = conv[-1]["content"].removesuffix("\n" + SYSTEM_MSG)
             _, genes, candidates = parse_user_msg(user)
-            text = (
-                "<think>simulated</think>\n<answer>"
-                + " | ".join(self._answer(genes, candidates))
-                + "</answer>"
-            )
+            truths = [self.truth_by_genes[tuple(g)] for g in genes]
+            if self.behaviour == "per-cell":
+                items = self._per_cell(truths, candidates)
+            else:
+                items = self._permutation(truths, candidates)
+            text = "<think>simulated</think>\n<answer>" + " | ".join(items) + "</answer>"
             result.append(
                 [Generation(text=text, finish_reason="stop", n_tokens=1) for _ in range(n)]
             )
         return result
 
     def provenance(self):
-        return {"backend": "simulated", "model": f"simulated-p{self.p}", "revision": "0"}
+        return {"backend": "simulated", "model": f"simulated-{self.behaviour}-p{self.p}"}
 
 
-def prepare() -> dict[str, dict]:
-    """Write the two partitions as h5ad files (computed once, read by both codes)."""
+def prepare():
+    """The four partitions: an AnnData with ``obs`` columns per partition, and their specs."""
     import anndata as ad
     import scanpy as sc
+    from sklearn.cluster import KMeans
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    out = {}
-    a = sc.datasets.pbmc68k_reduced()
-    a.obs["cluster"] = a.obs["bulk_labels"].astype(str).astype("category")
-    a.obs["truth"] = a.obs["bulk_labels"].astype(str)
-    a.uns.pop("bulk_labels_colors", None)
-    path = WORK / "pbmc68k.h5ad"
-    a.write_h5ad(path)
-    out["pbmc68k"] = {
-        "path": str(path),
-        "use_raw": True,
-        "candidates": sorted(a.obs["truth"].unique()),
+    a = ad.read_h5ad(DATA)
+    sc.pp.pca(a, random_state=0)
+    types = a.obs["cell_type"].astype(str)
+    a.obs["one_to_one"] = types.astype("category")
+    sub = np.empty(a.n_obs, dtype=object)
+    for t in sorted(types.unique()):
+        idx = np.flatnonzero(types == t)
+        k = max(1, round(idx.size / 100))
+        lab = KMeans(k, n_init=4, random_state=0).fit_predict(a.obsm["X_pca"][idx, :20])
+        sub[idx] = [f"{t} #{j + 1}" for j in lab]
+    a.obs["over"] = sub
+    a.obs["over"] = a.obs["over"].astype("category")
+    fewer = a.obs["over"].astype(object).where(types.isin(KEEP_FEWER))
+    a.obs["fewer"] = fewer.astype("category")
+    nine = sorted(types.unique())
+    specs = {
+        "1:1": ("one_to_one", nine),
+        "over-clustered": ("over", nine),
+        "superset": ("over", sorted(nine + ABSENT)),
+        "fewer-types": ("fewer", nine),
     }
-
-    b = ad.read_h5ad(ROOT.parent / "shared" / "data" / "pbmc3k_clustifyr_9types.h5ad")
-    sc.pp.pca(b, random_state=0)
-    sc.pp.neighbors(b, random_state=0)
-    sc.tl.leiden(
-        b, resolution=2.0, random_state=0, flavor="igraph", n_iterations=2, key_added="cluster"
-    )
-    majority = b.obs.groupby("cluster", observed=True)["cell_type"].agg(
-        lambda s: s.value_counts().index[0]
-    )
-    b.obs["truth"] = b.obs["cluster"].map(majority).astype(str)
-    path = WORK / "pbmc3k_leiden.h5ad"
-    b.write_h5ad(path)
-    out["pbmc3k-leiden"] = {
-        "path": str(path),
-        "use_raw": False,
-        "candidates": sorted(b.obs["cell_type"].astype(str).unique()),
-        "n_clusters": int(b.obs["cluster"].nunique()),
-        "n_types_shared": int((majority.value_counts() > 1).sum()),
-    }
-    return out
+    return a, specs
 
 
-def run_grid(impl: str, datasets: dict, ps, ns, reps) -> list[dict]:
-    import anndata as ad
-
+def run(ps, reps, n_samples, behaviours, partitions):
     import sc_cello1 as cello1
     from sc_cello1.pp._top_genes import top_gene_indices
 
-    if hasattr(cello1.settings, "progress"):
-        cello1.settings.progress = False
+    cello1.settings.progress = False
+    adata, specs = prepare()
+    genes = list(adata.var_names)
+    top = top_gene_indices(adata.X, 50)
+    truth_by_genes = {
+        tuple(genes[j] for j in top[i]): t for i, t in enumerate(adata.obs["cell_type"].astype(str))
+    }
     rows = []
-    for name, spec in datasets.items():
-        adata = ad.read_h5ad(spec["path"])
-        X = adata.raw.X if spec["use_raw"] else adata.X
-        genes = list(adata.raw.var_names if spec["use_raw"] else adata.var_names)
-        top = top_gene_indices(X, 50)
-        truth_by_genes = {}
-        for i in range(adata.n_obs):
-            truth_by_genes[tuple(genes[j] for j in top[i])] = adata.obs["truth"].iloc[i]
-        clusters = adata.obs["cluster"].cat.categories
-        truth = adata.obs.groupby("cluster", observed=True)["truth"].first().reindex(clusters)
-        for model_kind in ("noisy", "permutation-oracle"):
-            for p in ps if model_kind == "noisy" else [1.0]:
-                for n in ns:
-                    acc, conf_right, conf_wrong, unlabelled = [], [], [], []
-                    for rep in range(reps):
-                        model = SimulatedModel(
-                            truth_by_genes,
-                            p,
-                            seed=1000 * rep + n,
-                            permutation=model_kind != "noisy",
-                        )
-                        kwargs = dict(
-                            candidates=spec["candidates"],
+    for part in partitions:
+        groupby, candidates = specs[part]
+        cells = adata[adata.obs[groupby].notna()].copy()
+        truth = cells.obs.groupby(groupby, observed=True)["cell_type"].first().astype(str)
+        for behaviour in behaviours:
+            for p in ps:
+                right_n, total, conf_right, conf_wrong, wrong_hi, unlabelled = 0, 0, [], [], 0, 0
+                cells_asked, warnings_seen = [], set()
+                t0 = time.perf_counter()
+                for rep in range(reps):
+                    model = SimulatedModel(truth_by_genes, behaviour, p, seed=1000 * rep + 7)
+                    handler = _Capture()
+                    logging.getLogger("sc_cello1").addHandler(handler)
+                    try:
+                        out = cello1.tl.annotate(
+                            cells,
+                            groupby,
+                            candidates=candidates,
                             model=model,
-                            use_raw=spec["use_raw"] or None,
-                            n_samples=n,
+                            n_samples=n_samples,
                             seed=rep,
+                            ontology=False,
                             copy=True,
                         )
-                        out = cello1.tl.annotate(adata, "cluster", **kwargs)
-                        table = out.uns["cello1"]["clusters"].reindex(clusters)
-                        labels = table["label"].astype(object)
-                        right = (labels == truth.values).to_numpy()
-                        acc.append(right.mean())
-                        conf = table["confidence"].to_numpy()
-                        labelled = labels.notna().to_numpy()
-                        conf_right += conf[right].tolist()
-                        conf_wrong += conf[~right & labelled].tolist()
-                        unlabelled.append(int((~labelled).sum()))
-                    rows.append(
-                        {
-                            "impl": impl,
-                            "data": name,
-                            "model": model_kind,
-                            "p": p,
-                            "n_samples": n,
-                            "accuracy": float(np.mean(acc)),
-                            "conf_right": float(np.mean(conf_right))
-                            if conf_right
-                            else float("nan"),
-                            "conf_wrong": float(np.mean(conf_wrong))
-                            if conf_wrong
-                            else float("nan"),
-                            "n_wrong_labelled": len(conf_wrong) / reps,
-                            "unlabelled": float(np.mean(unlabelled)),
-                            "n_clusters": len(clusters),
-                        }
-                    )
-                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                    finally:
+                        logging.getLogger("sc_cello1").removeHandler(handler)
+                    warnings_seen |= handler.kinds
+                    table = out.uns["cello1"]["clusters"].reindex(truth.index)
+                    labels = table["label"].astype(object)
+                    right = (labels == truth.values).to_numpy()
+                    labelled = labels.notna().to_numpy()
+                    conf = table["confidence"].to_numpy()
+                    right_n += int(right.sum())
+                    total += len(truth)
+                    conf_right += conf[right].tolist()
+                    conf_wrong += conf[~right & labelled].tolist()
+                    wrong_hi += int((conf[~right & labelled] > 0.5).sum())
+                    unlabelled += int((~labelled).sum())
+                    # from the puzzles table: also works for the code before issue 17
+                    n_shown = out.uns["cello1"]["puzzles"]["n_cells"].sum()
+                    cells_asked.append(float(n_shown) / len(truth))
+                rows.append(
+                    {
+                        "partition": part,
+                        "behaviour": behaviour,
+                        "p": p,
+                        "n_clusters": len(truth),
+                        "n_candidates": len(candidates),
+                        "right": right_n / total,
+                        "conf_right": float(np.mean(conf_right)) if conf_right else None,
+                        "conf_wrong": float(np.mean(conf_wrong)) if conf_wrong else None,
+                        "wrong_above_0.5": wrong_hi / reps,
+                        "unlabelled": unlabelled / reps,
+                        "cells_per_cluster": float(np.mean(cells_asked)),
+                        "warnings": sorted(warnings_seen),
+                        "seconds": round(time.perf_counter() - t0, 1),
+                    }
+                )
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
+
+
+class _Capture(logging.Handler):
+    """Which kinds of warnings ``annotate`` gave (first words of each)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.kinds: set[str] = set()
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if "gave no votes" in msg:
+            self.kinds.add("answers gave no votes")
+        elif "got no label" in msg:
+            self.kinds.add("clusters got no label")
+        elif "tie" in msg:
+            self.kinds.add("ties")
+        else:
+            self.kinds.add(msg[:40])
+
+
+def _fmt(x, spec):
+    return "–" if x is None else format(x, spec)
+
+
+def table(rows) -> str:
+    lines = [
+        "| partition | behaviour | p | clusters right | conf. right / wrong | wrong > 0.5 | unlabelled | cells / cluster |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['partition']} ({r['n_clusters']} cl., {r['n_candidates']} cand.) "
+            f"| {r['behaviour']} | {r['p']:.1f} | {r['right']:.0%} "
+            f"| {_fmt(r['conf_right'], '.2f')} / {_fmt(r['conf_wrong'], '.2f')} "
+            f"| {r['wrong_above_0.5']:.1f} | {r['unlabelled']:.1f} | {r['cells_per_cluster']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=2, help="annotate seeds per row")
+    ap.add_argument("--ps", type=float, nargs="+", default=[1.0, 0.7, 0.5])
+    ap.add_argument("--n-samples", type=int, default=5)
+    ap.add_argument("--behaviours", nargs="+", default=list(BEHAVIOURS))
     ap.add_argument(
-        "--reps", type=int, default=3, help="repetitions (annotate seeds) per cell of the grid"
+        "--partitions", nargs="+", default=["1:1", "over-clustered", "superset", "fewer-types"]
     )
-    ap.add_argument("--ps", type=float, nargs="+", default=[0.3, 0.5, 0.7])
-    ap.add_argument("--ns", type=int, nargs="+", default=[1, 3, 5])
-    ap.add_argument("--impl", choices=["both", "new", "old"], default="both")
-    ap.add_argument("--datasets", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "aggregation.json"))
     args = ap.parse_args()
-    import logging
-
-    logging.getLogger("sc_cello1").setLevel(logging.ERROR)
-    if args.impl in ("new", "old") and args.datasets:
-        rows = run_grid(
-            args.impl, json.loads(Path(args.datasets).read_text()), args.ps, args.ns, args.reps
-        )
-        print(json.dumps(rows))
-        return
+    logging.getLogger("sc_cello1").setLevel(logging.WARNING)
+    logging.getLogger("sc_cello1").propagate = False
     t0 = time.perf_counter()
-    datasets = prepare()
-    spec_file = WORK / "datasets.json"
-    spec_file.write_text(json.dumps(datasets))
-    rows = []
-    if args.impl in ("both", "new"):
-        rows += run_grid("new", datasets, args.ps, args.ns, args.reps)
-    if args.impl in ("both", "old"):
-        old_src = WORK / "old"
-        if not (old_src / "src" / "sc_cello1").is_dir():
-            old_src.mkdir(parents=True, exist_ok=True)
-            archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", OLD_COMMIT, "src"],
-                check=True,
-                capture_output=True,
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive, check=True)
-        env = dict(os.environ, PYTHONPATH=str(old_src / "src"))
-        cmd = [
-            sys.executable,
-            __file__,
-            "--impl",
-            "old",
-            "--datasets",
-            str(spec_file),
-            "--reps",
-            str(args.reps),
-            "--ps",
-            *map(str, args.ps),
-            "--ns",
-            *map(str, args.ns),
-        ]
-        res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        rows += json.loads(res.stdout.strip().splitlines()[-1])
+    rows = run(args.ps, args.reps, args.n_samples, args.behaviours, args.partitions)
+    pooled = {}
+    for p in args.ps:
+        sel = [r for r in rows if r["p"] == p]
+        pooled[str(p)] = {
+            b: float(np.mean([r["right"] for r in sel if r["behaviour"] == b]))
+            for b in args.behaviours
+        }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
-                "datasets": datasets,
-                "rows": rows,
+                "command": " ".join(["python", "benchmarks/bench_aggregation.py", *sys.argv[1:]]),
                 "reps": args.reps,
-                "seconds": time.perf_counter() - t0,
+                "n_samples": args.n_samples,
+                "rows": rows,
+                "pooled_right_by_p": pooled,
+                "seconds": round(time.perf_counter() - t0, 1),
             },
             indent=1,
         )
     )
-    print(
-        "| data | model | p | n_samples | new: accuracy | new: conf right / wrong | new: unlabelled | old: accuracy | old: conf right / wrong | old: unlabelled |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    key = lambda r: (r["data"], r["model"], r["p"], r["n_samples"])  # noqa: E731
-    old = {key(r): r for r in rows if r["impl"] == "old"}
-    for r in rows:
-        if r["impl"] != "new":
-            continue
-        o = old.get(key(r))
-        cells = [
-            r["data"],
-            r["model"],
-            f"{r['p']:.1f}",
-            str(r["n_samples"]),
-            f"{r['accuracy']:.1%}",
-            f"{r['conf_right']:.2f} / {r['conf_wrong']:.2f}",
-            f"{r['unlabelled']:.1f}",
-        ]
-        if o:
-            cells += [
-                f"{o['accuracy']:.1%}",
-                f"{o['conf_right']:.2f} / {o['conf_wrong']:.2f}",
-                f"{o['unlabelled']:.1f}",
-            ]
-        print("| " + " | ".join(cells) + " |")
-    print(
-        f"\n{json.dumps({k: {kk: vv for kk, vv in v.items() if kk != 'path'} for k, v in datasets.items()})}"
-    )
+    print(table(rows))
+    print("\npooled clusters right (mean over partitions):", json.dumps(pooled))
     print(f"took {time.perf_counter() - t0:.0f} s; written to {out}")
 
 

@@ -2,7 +2,7 @@
 
 Builds a synthetic sparse AnnData (counts-like, CSR) with clusters and donors, then
 times validation + representative cells + top genes + puzzle building (the model is
-not loaded: ``check_data``, ``choose_cells`` and ``build_plan`` are the steps
+not loaded: ``check_data``, ``choose_cells`` and ``make_layout`` (round 1) are the steps
 ``annotate`` runs before the backend answers). Prints one line per setting.
 
     .venv/bin/python benchmarks/bench_annotate_prepare.py --cells 200000 --genes 20000
@@ -20,7 +20,8 @@ import pandas as pd
 from scipy import sparse
 
 from sc_cello1.tl._annotate_checks import check_data
-from sc_cello1.tl._annotate_plan import build_plan, choose_cells
+from sc_cello1.tl._annotate_plan import choose_cells, make_layout
+from sc_cello1.tl._layout import Tally
 
 
 def synthetic(
@@ -73,14 +74,14 @@ def main() -> None:
             adata, checked, context=None, context_fields=(), donor_key=donor_key, n_genes=50,
             n_samples=args.samples, tie_order="position", rng=rng,
         )  # fmt: skip
-        plan = build_plan(
-            adata, checked, cells, candidates, context=None, context_fields=(),
-            n_samples=args.samples, max_cells_per_puzzle=15, one_to_one=False, rng=rng,
-        )  # fmt: skip
+        layout = make_layout(
+            cells, candidates, n_samples=args.samples, max_cells_per_puzzle=15, rng=rng
+        )
+        first_round = layout.next_round(Tally(len(checked.clusters)))
         total = time.perf_counter() - start
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"donor_key={donor_key!s:6} puzzles={len(plan.puzzles):4d} validate={t_validate:6.2f} s "
+            f"donor_key={donor_key!s:6} round-1 puzzles={len(first_round):4d} validate={t_validate:6.2f} s "
             f"total={total:6.2f} s peak RSS={rss:7.0f} MiB"
         )
 

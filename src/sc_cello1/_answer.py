@@ -98,6 +98,87 @@ def extract_answer(text: str) -> str:
     return candidate
 
 
+def strict_answer(text: str) -> str | None:
+    r"""Return the text between the last ``<answer>`` and the ``</answer>`` after it.
+
+    The strict reading used for votes: no fallback to other lines, newlines inside the
+    tags allowed, the text stripped. ``None`` when there is no ``<answer>`` or it is
+    never closed (a cut-off completion). The authors' lenient rule stays in
+    :func:`extract_answer` (used by :mod:`sc_cello1.metrics`).
+
+    Examples
+    --------
+    >>> strict_answer("<think>a | b</think>\n<answer>\nB | T\n</answer>")
+    'B | T'
+    >>> strict_answer("<think>B | T") is None
+    True
+    """
+    start = text.rfind(ANSWER_OPEN)
+    if start < 0:
+        return None
+    start += len(ANSWER_OPEN)
+    end = text.find(ANSWER_CLOSE, start)
+    if end < 0:
+        return None
+    return text[start:end].strip()
+
+
+def split_slots(answer: str) -> list[str]:
+    """Split an answer string on ``|`` by position, keeping empty items as ``""``.
+
+    Each item belongs to the cell at its position, so an empty item keeps its place
+    (unlike :func:`split_items`, the authors' rule, which drops it). An empty answer
+    has no items.
+
+    Examples
+    --------
+    >>> split_slots("A |  | C")
+    ['A', '', 'C']
+    >>> split_slots("")
+    []
+    """
+    if not answer.strip():
+        return []
+    return [s.strip() for s in answer.split(ITEM_SEP)]
+
+
+def read_items(text: str, n_cells: int) -> tuple[list[str] | None, str]:
+    """Read a completion strictly for votes: the items, or ``None`` and why not.
+
+    The answer is :func:`strict_answer` split by :func:`split_slots`; it can vote only
+    when it has exactly one item per cell.
+
+    Parameters
+    ----------
+    text
+        The completion.
+    n_cells
+        Cells of the puzzle.
+
+    Returns
+    -------
+    ``(items, "ok")`` or ``(None, reason)`` with reason ``"no answer tag"``,
+    ``"empty answer"`` or ``"7 items for 2 cells"``.
+
+    Examples
+    --------
+    >>> read_items("<answer>A | B | C</answer>", 2)
+    (None, '3 items for 2 cells')
+    >>> read_items("<answer>A | B</answer>", 2)
+    (['A', 'B'], 'ok')
+    """
+    answer = strict_answer(text)
+    if answer is None:
+        return None, "no answer tag"
+    items = split_slots(answer)
+    if not items:
+        return None, "empty answer"
+    if len(items) != n_cells:
+        noun = "item" if len(items) == 1 else "items"
+        return None, f"{len(items)} {noun} for {n_cells} cell{'s' if n_cells != 1 else ''}"
+    return items, "ok"
+
+
 def extract_reasoning(text: str) -> str:
     """Return the text between the first ``<think>`` and the following ``</think>``, stripped.
 

@@ -11,7 +11,12 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from tests.tl._annotate_backends import ScriptedBackend, marker_oracle
+from tests.tl._annotate_backends import (
+    ScriptedBackend,
+    marker_oracle,
+    n_items_model,
+    permutation_model,
+)
 from tests.tl.test_annotate import TYPES, marker_adata
 
 import sc_cello1 as cello1
@@ -20,24 +25,6 @@ from sc_cello1.tl._names import ontology_available
 needs_ontology = pytest.mark.skipif(
     not ontology_available(), reason="needs the ontology extra (cellxgene-ontology-guide)"
 )
-
-
-def permutation_oracle(markers):
-    """Names each cell by its marker, but uses each candidate at most once per puzzle
-    (as Cell-o1 was trained to); a cell whose type is taken gets an unused candidate."""
-
-    def script(genes, candidates, call):
-        rng = np.random.default_rng(call)
-        truth = [next(markers[g] for g in cell if g in markers) for cell in genes]
-        used, out = set(), []
-        for t in truth:
-            out.append(None if t in used else t)
-            used.add(t)
-        free = [c for c in candidates if c not in used]
-        rng.shuffle(free)
-        return [o if o is not None else free.pop() for o in out]
-
-    return script
 
 
 def over_clustered(n_types=5, per_type=3, seed=0):
@@ -60,11 +47,15 @@ def test_answers_naming_no_candidate_give_no_label_and_are_recorded(caplog):
     assert (adata.obs["cello1_confidence"] == 0).all()
     uns = adata.uns["cello1"]
     assert uns["clusters"]["votes"].tolist() == [0, 0, 0, 0]
-    assert uns["clusters"]["n_unmatched"].tolist() == [3, 3, 3, 3]
+    # undecided, so asked again until its 8 cells run out (the budget, 3 x n_samples,
+    # is 9), or no other cluster is left to share a puzzle with (no 1-cell puzzle)
+    n_asked = uns["clusters"]["n_asked"]
+    assert n_asked.between(3, 8).all() and n_asked.max() == 8
+    assert uns["clusters"]["n_unmatched"].tolist() == n_asked.tolist()
     unmatched = uns["unmatched"]
     assert set(unmatched["cluster"]) == {"0", "1", "2", "3"}
     assert set(unmatched["text"]) == {"Hepatocyte"}
-    assert unmatched["count"].tolist() == [3, 3, 3, 3]
+    assert unmatched["count"].tolist() == n_asked.tolist()
     # repair still fills the display column, but created no vote
     assert all(r for r in uns["puzzles"]["repaired"])
     assert "got no label" in caplog.text and "Hepatocyte" in caplog.text
@@ -80,15 +71,17 @@ def test_a_model_repeating_one_candidate_gets_no_label_it_did_not_say():
     assert votes.loc[votes["candidate"] != "type A", "votes"].sum() == 0
 
 
-def test_short_answers_count_against_the_cells_without_an_item():
+def test_short_answers_give_no_votes_and_count_against_every_cell():
     adata, markers = marker_adata(4)
     oracle = marker_oracle(markers)
     backend = ScriptedBackend(lambda genes, cands, call: oracle(genes, cands, call)[:1])
     cello1.tl.annotate(adata, candidates=TYPES[:4], model=backend, n_genes=5, n_samples=4)
     table = adata.uns["cello1"]["clusters"]
-    assert (table["n_asked"] == 4).all()
-    assert (table["votes"] + table["n_unmatched"] == table["n_asked"]).all()
-    assert "" in set(adata.uns["cello1"]["unmatched"]["text"])
+    assert (table["votes"] == 0).all() and table["label"].isna().all()
+    assert (table["n_unmatched"] == table["n_asked"]).all()
+    reasons = adata.uns["cello1"]["puzzles"]["reason"]
+    assert reasons.iloc[0] == "1 item for 4 cells" and reasons.str.startswith("1 item for ").all()
+    assert set(adata.uns["cello1"]["unmatched"]["text"]) == {""}
 
 
 def test_names_match_up_to_case_punctuation_and_plural():
@@ -128,28 +121,49 @@ def test_over_clustered_partition_labels_every_cluster_under_the_defaults():
     table = adata.uns["cello1"]["clusters"]
     assert table["label"].astype(str).to_dict() == truth
     assert (table["confidence"] == 1.0).all()
-    # puzzles hold at most len(candidates) cells, in >= 2 puzzles per sample
+    # puzzles hold at most len(candidates) cells; round 1 holds every cluster once
     puzzles = adata.uns["cello1"]["puzzles"]
-    assert (puzzles.groupby("sample").size() >= 2).all()
     assert (puzzles["n_cells"] <= len(candidates)).all()
+    assert (puzzles[puzzles["round"] == 1]["n_cells"] == len(candidates)).all()
 
 
-def test_over_clustering_with_permutation_answers_mostly_right_and_says_so():
+def test_over_clustering_with_permutation_answers_labels_every_cluster():
     # Cell-o1 answers permutations: two clusters of one type in one puzzle cannot both get
-    # it. Random layouts keep them apart in most samples; what stays wrong is flagged.
+    # it. The rounds put clusters of one current label apart and re-ask those in doubt.
     adata, markers, truth, candidates = over_clustered(n_types=5, per_type=3)
     cello1.tl.annotate(
         adata,
         candidates=candidates,
-        model=ScriptedBackend(permutation_oracle(markers)),
+        model=ScriptedBackend(permutation_model(markers)),
         n_genes=5,
         n_samples=5,
     )
     table = adata.uns["cello1"]["clusters"]
+    assert table["label"].astype(str).to_dict() == truth
+    assert adata.uns["cello1"]["params"]["cells_per_cluster"] <= 3 * 5
+
+
+def test_over_clustering_with_a_model_listing_every_candidate():
+    # N items for N candidates: only puzzles of N cells can vote, so the layout packs them
+    # once it sees the model list every candidate for fewer cells. In these synthetic
+    # clusters no two are neighbours (one marker gene each), so round 1 cannot keep
+    # clusters of one type apart; what stays wrong has lower confidence.
+    adata, markers, truth, candidates = over_clustered(n_types=5, per_type=3)
+    cello1.tl.annotate(
+        adata,
+        candidates=candidates,
+        model=ScriptedBackend(n_items_model(markers)),
+        n_genes=5,
+        n_samples=5,
+    )
+    uns = adata.uns["cello1"]
+    table = uns["clusters"]
     right = table["label"].astype(str) == pd.Series(truth).reindex(table.index)
     assert right.mean() >= 0.8
     if not right.all():
-        assert table.loc[~right, "margin"].max() < table.loc[right, "margin"].mean()
+        assert table.loc[~right, "confidence"].max() < table.loc[right, "confidence"].mean()
+    voted = uns["puzzles"][uns["puzzles"]["voted"]]
+    assert (voted["n_cells"] == len(candidates)).all()
 
 
 def test_one_to_one_gives_distinct_labels_and_the_old_keyword_warns():
@@ -160,7 +174,8 @@ def test_one_to_one_gives_distinct_labels_and_the_old_keyword_warns():
     )
     uns = adata.uns["cello1"]
     assert uns["params"]["assignment"] == "one_to_one"
-    assert uns["puzzles"].groupby("sample").size().tolist() == [1, 1, 1]  # trained layout
+    assert (uns["puzzles"].groupby("round").size() == 1).all()  # trained layout: N = C = 5
+    assert (uns["puzzles"]["n_cells"] == 5).all()
     with pytest.warns(FutureWarning, match="one_to_one"):
         cello1.tl.annotate(
             adata, candidates=candidates, model=backend, n_genes=5, n_samples=3, unique=True
@@ -184,7 +199,7 @@ def test_runner_up_margin_and_deterministic_ties():
     row = adata.uns["cello1"]["clusters"].iloc[0]
     assert row["label"] == "type A"  # first in sorted() order, whatever the input order
     assert row["runner_up"] == "type B"
-    assert row["votes"] == row["runner_up_votes"] == 2
+    assert row["votes"] == row["runner_up_votes"] == 4  # never decided: all 8 cells asked
     assert row["margin"] == 0.0 and bool(row["tied"])
 
 

@@ -2,15 +2,13 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from sc_cello1.data._prompts import parse_user_msg
 from sc_cello1.tl._cluster_puzzles import (
     FALLBACK_CONTEXT,
-    build_cluster_puzzles,
+    cell_pools,
     context_for,
     nearest_to_centroid,
-    puzzle_slots,
-    representative_cells,
 )
+from sc_cello1.tl._layout import Layout, Tally
 
 
 def test_nearest_to_centroid_dense_sparse_and_chunked_agree():
@@ -25,52 +23,99 @@ def test_nearest_to_centroid_dense_sparse_and_chunked_agree():
     assert nearest_to_centroid(X, np.array([3])) == 3
 
 
-def test_representative_cells_are_seeded_and_start_at_the_centroid():
+def test_cell_pools_are_seeded_distinct_and_start_at_the_centroid():
     rng = np.random.default_rng(1)
     X = rng.poisson(1.0, size=(30, 5)).astype(float)
     codes = np.repeat([0, 1, 2], 10)
     codes[-1] = -1  # a cell without cluster is never drawn
     groups = np.zeros(30, dtype=int)
-    a = representative_cells(X, codes, groups, n_samples=4, rng=np.random.default_rng(7))
-    b = representative_cells(X, codes, groups, n_samples=4, rng=np.random.default_rng(7))
+    a, cen = cell_pools(X, codes, groups, budget=4, rng=np.random.default_rng(7))
+    b, _ = cell_pools(X, codes, groups, budget=4, rng=np.random.default_rng(7))
     assert a == b
     assert sorted(a) == [(0, 0), (0, 1), (0, 2)]
     for (_, cluster), rows in a.items():
         members = np.flatnonzero(codes == cluster)
         assert rows[0] == nearest_to_centroid(X, members)
+        assert np.allclose(cen[0, cluster], X[members].mean(axis=0))
         assert set(rows) <= set(members)
-        assert len(set(rows)) == 4  # without replacement while cells remain
+        assert len(set(rows)) == len(rows) == 4
     assert 29 not in a[0, 2]
 
 
-def test_small_clusters_reuse_cells():
+def test_small_clusters_have_short_pools_never_repeats():
     X = np.eye(3)
-    reps = representative_cells(
-        X, np.array([0, 1, 1]), np.zeros(3, int), n_samples=3, rng=np.random.default_rng(0)
+    pools, _ = cell_pools(
+        X, np.array([0, 1, 1]), np.zeros(3, int), budget=3, rng=np.random.default_rng(0)
     )
-    assert reps[0, 0] == [0, 0, 0]
-    assert sorted(set(reps[0, 1])) == [1, 2]
+    assert pools[0, 0] == [0]
+    assert sorted(pools[0, 1]) == [1, 2]
 
 
-def test_slots_split_clusters_into_balanced_parts():
-    reps = {(0, c): [c * 10 + s for s in range(2)] for c in range(20)}
-    slots = puzzle_slots(reps, n_groups=1, n_samples=2, max_cells=15, rng=np.random.default_rng(0))
-    assert [len(s.clusters) for s in slots] == [10, 10, 10, 10]
-    for sample in (0, 1):
-        parts = [s for s in slots if s.sample == sample]
-        assert sorted(c for s in parts for c in s.clusters) == list(range(20))
-        for s in parts:
-            assert s.rows == [reps[0, c][sample] for c in s.clusters]
-    # clusters meet different neighbours in different samples
-    assert {frozenset(s.clusters) for s in slots if s.sample == 0} != {
-        frozenset(s.clusters) for s in slots if s.sample == 1
+def _layout(n_clusters, candidates, *, groups=None, n_samples=3, positions=None):
+    groups = groups or {0: list(range(n_clusters))}
+    pools = {
+        (g, c): [100 * c + 10 * g + i for i in range(9)] for g, cs in groups.items() for c in cs
     }
+    pos = positions if positions is not None else np.arange(n_clusters, dtype=float)
+    centroids = {(g, c): np.array([pos[c]]) for g, cs in groups.items() for c in cs}
+    return Layout(
+        pools,
+        centroids,
+        candidates,
+        n_samples=n_samples,
+        max_cells=15,
+        rng=np.random.default_rng(0),
+    )
 
 
-def test_slots_per_donor_only_hold_that_donors_clusters():
-    reps = {(0, 0): [1], (0, 1): [2], (1, 1): [3], (1, 2): [4]}
-    slots = puzzle_slots(reps, n_groups=2, n_samples=1, max_cells=15, rng=np.random.default_rng(0))
-    assert [(s.group, sorted(s.clusters)) for s in slots] == [(0, [0, 1]), (1, [1, 2])]
+def test_round_one_is_anti_clustered_and_padded_to_the_number_of_candidates():
+    # clusters 0-2, 3-5, 6-8 are neighbours (three types, three subclusters each)
+    positions = np.array([0, 0.1, 0.2, 10, 10.1, 10.2, 20, 20.1, 20.2])
+    layout = _layout(9, ["a", "b", "c"], positions=positions)
+    tally = Tally(9)
+    puzzles = layout.next_round(tally)
+    assert [p.n_cells for p in puzzles] == [3, 3, 3]
+    for p in puzzles:
+        assert sorted(int(positions[s.cluster] // 10) for s in p.slots) == [0, 1, 2]
+        assert not any(s.is_known for s in p.slots)
+    rows = [s.row for p in puzzles for s in p.slots]
+    assert len(set(rows)) == len(rows)
+
+
+def test_few_clusters_give_one_puzzle_of_all_of_them():
+    layout = _layout(2, ["a", "b", "c", "d"])
+    (p,) = layout.next_round(Tally(2))
+    assert p.n_cells == 2 and p.candidates == ["a", "b", "c", "d"]
+
+
+def test_puzzles_per_donor_only_hold_that_donors_clusters():
+    layout = _layout(3, ["a", "b"], groups={0: [0, 1], 1: [1, 2]})
+    puzzles = layout.next_round(Tally(3))
+    assert [(p.group, sorted(s.cluster for s in p.slots)) for p in puzzles] == [
+        (0, [0, 1]),
+        (1, [1, 2]),
+    ]
+
+
+def test_later_rounds_put_together_only_distinct_labels_with_known_cells():
+    layout = _layout(4, ["a", "b"], n_samples=2)
+    tally = Tally(4)
+    layout.next_round(tally)
+    for c, label in enumerate(["a", "a", "b", "b"]):
+        tally.votes[c][label] += 2
+        tally.asked[c] = tally.counted[c] = 2
+    tally.votes[1]["a"] -= 1  # cluster 1 in doubt: a 1, b 1
+    tally.votes[1]["b"] += 1
+    puzzles = layout.next_round(tally)
+    assert puzzles  # cluster 1 is re-asked
+    for p in puzzles:
+        labels = [s.known or tally.label(s.cluster) for s in p.slots]
+        assert len(set(labels)) == len(labels)
+    (p,) = [p for p in puzzles if any(s.cluster == 1 for s in p.slots)]
+    # its hypotheses (runner-up "b") are left out where they can be; no 1-cell puzzle:
+    # the farthest cluster (3) joins, as a known cell
+    assert sorted(s.cluster for s in p.slots) == [1, 3]
+    assert [s.known for s in p.slots if s.cluster == 3] == ["b"]
 
 
 def test_context_rules():
@@ -95,25 +140,17 @@ def test_context_rules():
     )
 
 
-def test_build_cluster_puzzles_layout():
-    obs = pd.DataFrame(index=[f"cell{i}" for i in range(4)])
-    reps = {(0, 0): [0], (0, 1): [3]}
-    slots = puzzle_slots(reps, n_groups=1, n_samples=1, max_cells=15, rng=np.random.default_rng(0))
-    top = {0: ["G1", "G2"], 3: ["G9", "G8"]}
-    (p,) = build_cluster_puzzles(
-        slots,
-        top_genes=top,
-        candidates=["T cell", "B cell", "NK cell"],
-        obs=obs,
-        cluster_names=["c0", "c1"],
-        group_names=[""],
-        context=None,
-        context_fields=(),
-        has_cellxgene=False,
-    )
-    context, genes, candidates = parse_user_msg(p.user_msg)
-    assert candidates == ["B cell", "NK cell", "T cell"]
-    assert context == FALLBACK_CONTEXT
-    assert genes == [top[r] for r in slots[0].rows]
-    assert p.cell_ids == [f"cell{r}" for r in slots[0].rows]
-    assert p.meta["clusters"] == [["c0", "c1"][c] for c in slots[0].clusters]
+def test_a_label_won_against_a_known_cell_is_a_hypothesis_kept_out_of_its_puzzles():
+    layout = _layout(8, ["a", "b", "c", "d"], n_samples=2)
+    tally = Tally(8)
+    layout.next_round(tally)
+    for c, label in enumerate(["a", "a", "b", "b", "c", "c", "d", "d"]):
+        tally.votes[c][label] += 2
+        tally.asked[c] = tally.counted[c] = 2
+    # cluster 7 in doubt (c 1, d 1); a conflicted puzzle gave it "a" over a known "a" cell
+    tally.votes[7] = type(tally.votes[7])({"c": 1, "d": 1})
+    tally.hinted[7]["a"] += 1
+    puzzles = layout.next_round(tally)
+    (p,) = [p for p in puzzles if any(s.cluster == 7 for s in p.slots)]
+    others = [s.known or tally.label(s.cluster) for s in p.slots if s.cluster != 7]
+    assert "a" not in others and "d" not in others and "b" in others

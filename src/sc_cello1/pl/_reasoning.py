@@ -199,6 +199,8 @@ def reasoning(
         msg = f"`sample` must be an integer, got {sample!r}."
         raise TypeError(msg)
     rows = table[table["cluster"].astype(str) == name]
+    if "known" in rows.columns:  # known cells (anchors) are not the cluster's asks
+        rows = rows[rows["known"].astype(str) == ""]
     samples = sorted({int(s) for s in rows["sample"]})
     if sample not in samples:
         msg = f"sample={sample} not found for cluster {name!r}; choose one of {samples}."

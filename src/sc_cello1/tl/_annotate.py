@@ -3,11 +3,12 @@
 The flow reads top-down, one module per stage:
 
 1. :mod:`._annotate_checks` — every argument checked, nothing loaded;
-2. :mod:`._annotate_plan` — representative cells, their top genes, the puzzles;
+2. :mod:`._annotate_plan` — the distinct cells each cluster may show, their top genes;
 3. :mod:`._propose` — with ``candidates=None``, the model's free-text cell types per
    cluster, merged into the candidate list;
-4. :func:`~sc_cello1.tl.solve` — the puzzles answered (cached, resumable);
-5. :mod:`._annotate_collect` — votes from what the model said, labels, ``uns`` tables;
+4. :mod:`._annotate_rounds` — puzzles laid out round by round (:mod:`._layout`),
+   answered by :func:`~sc_cello1.tl.solve` (cached, resumable) and read strictly;
+5. :mod:`._annotate_collect` — labels from the counted votes, ``uns`` tables;
 6. :func:`_write` — the only step that changes ``adata``.
 """
 
@@ -26,9 +27,10 @@ from sc_cello1._logging import logger
 
 from ._annotate_checks import check_data, check_model, check_run_args, is_backend
 from ._annotate_collect import Collected, collect
-from ._annotate_plan import build_plan, cell_context, choose_cells, describe
+from ._annotate_plan import cell_context, choose_cells, describe, make_layout
+from ._annotate_rounds import Asked, ask_in_rounds, to_puzzle
 from ._cluster_puzzles import MAX_TRAINED_CELLS
-from ._names import NameMatcher, check_ontology, ontology_index
+from ._names import NameMatcher, check_distinct_terms, check_ontology, ontology_index
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,16 +75,18 @@ def annotate(
 ) -> AnnData | None:
     """Annotate clusters with Cell-o1 by solving CellPuzzles built from them.
 
-    For each of ``n_samples`` samples, one representative cell is drawn per cluster
-    (sample 0: the cell nearest the cluster's centroid in ``use_rep``; later samples:
-    random cells of the cluster, seeded by ``seed``), its ``n_genes`` top expressed
-    genes are listed, and the clusters are split at random into CellPuzzles with the
-    candidates in ``sorted()`` order (as in training). Every answer item that *names* a
-    candidate (equal up to case, whitespace, punctuation and a plural ``s``, or, with
-    the Cell Ontology, the same CL term) is a vote; anything else is an unmatched
-    answer, recorded and counted against the cluster. Each cluster's label is its most
-    voted candidate and its confidence the share of the puzzles that showed it whose
-    answer named that label.
+    Each cluster is shown to the model as cells (the first: the cell nearest the
+    cluster's centroid in ``use_rep``; then random cells of the cluster, each at most
+    once), each cell as its ``n_genes`` top expressed genes, in CellPuzzles with the
+    candidates in ``sorted()`` order (as in training). The puzzles are asked in rounds
+    (see Notes): first clusters far apart in ``use_rep`` share a puzzle, then only
+    clusters whose current labels differ, and clusters in doubt are asked again. An
+    answer votes only when it is read strictly: the text between ``<answer>`` and
+    ``</answer>``, one item per cell. Every item that *names* a candidate (equal up to
+    case, whitespace, punctuation and a plural ``s``, or, with the Cell Ontology, the
+    same CL term) is a vote; anything else is an unmatched answer, recorded and counted
+    against the cluster. Each cluster's label is its most voted candidate and its
+    confidence the share of the times it was asked whose answer named that label.
 
     Without ``candidates``, a first stage asks the model for each cluster's cell type
     in free text (``n_samples`` questions per cluster, one representative cell each),
@@ -149,20 +153,23 @@ def annotate(
         ``"authors"`` (the order of the authors' published code; see
         :func:`sc_cello1.pp.top_genes`).
     n_samples
-        Puzzles per cluster and donor (representative cells); each is one vote. Below 3
-        the confidence can take only a few values (a warning says so).
+        The *minimum* of cells asked per cluster (pooled over donors): each cluster is
+        shown in at least ``n_samples`` puzzles, one distinct cell each, where it has
+        that many cells. A cluster still in doubt is asked again, up to its *budget* of
+        ``3 * n_samples`` cells (query and known cells together). Below 3 the
+        confidence can take only a few values (a warning says so).
     temperature
         Sampling temperature; ``0`` is greedy decoding as in the paper's evaluation (the
         samples still differ by their cells and cell order).
     max_new_tokens
         Cap on generated tokens per answer (the paper's evaluation: 3,500).
     max_cells_per_puzzle
-        Largest number of clusters put into one puzzle (CellPuzzles has 8 to 15).
+        Largest number of cells in one puzzle (CellPuzzles has 8 to 15).
     one_to_one
         Clusters and candidate types match one to one: distinct final labels (the
-        assignment with the most votes in total), and puzzles with all clusters (up to
-        ``max_cells_per_puzzle``) as in training. Default ``False``: each cluster gets
-        its most voted candidate, so several clusters can share a type.
+        assignment with the most votes in total; a label that is not the cluster's most
+        voted candidate is flagged ``overridden`` and warned about). Default ``False``:
+        each cluster gets its most voted candidate, so several clusters can share a type.
     ontology
         Match names through the Cell Ontology (labels and exact synonyms) and write CL
         term IDs. ``None``: when the ``ontology`` extra is installed.
@@ -211,25 +218,35 @@ def annotate(
         to no CL term).
     ``adata.uns[key_added]['clusters']``
         DataFrame indexed by cluster: ``label``, ``confidence``, ``votes``,
-        ``n_asked``, ``n_valid`` (answers in the valid format), ``n_unmatched``
-        (answers naming no candidate), ``runner_up``, ``runner_up_votes``, ``margin``
-        (``(votes - runner_up_votes) / n_asked``), ``tied``, ``n_cells`` and, with
-        the ontology, ``ontology_term_id``.
+        ``n_asked`` (times shown as a query cell), ``n_valid`` (answers read with one
+        item per cell), ``n_conflict`` (answers voided by a known cell answered against
+        its label), ``n_unmatched`` (asks whose answer named no candidate or could not
+        vote), ``runner_up``, ``runner_up_votes``, ``margin`` (``(votes -
+        runner_up_votes) / n_asked``), ``tied``, ``overridden`` (``one_to_one`` gave a
+        label other than the most voted), ``n_cells`` and, with the ontology,
+        ``ontology_term_id``.
     ``adata.uns[key_added]['votes']``
         Long-form vote table: ``cluster``, ``candidate``, ``votes``.
     ``adata.uns[key_added]['unmatched']``
         What the model said that named no candidate: ``cluster``, ``text`` (empty:
         the answer had no item for the cell), ``count``.
     ``adata.uns[key_added]['reasoning']``
-        One row per cluster and puzzle that showed it: ``cluster``, ``sample``,
-        ``donor``, ``puzzle`` (row of ``puzzles``, where the reasoning is), ``cell``
-        (1-based position), ``cell_id``, ``answer`` (the raw item) and ``matched``.
+        One row per cell shown: ``cluster``, ``sample`` (the cluster's ask number in
+        that donor, from 0; -1 for a known cell), ``round``, ``donor``, ``puzzle`` (row
+        of ``puzzles``, where the reasoning is), ``cell`` (1-based position),
+        ``cell_id``, ``known`` (the known label of an anchor cell, else empty),
+        ``answer`` (the raw item), ``matched`` and ``counted`` (it is a vote).
     ``adata.uns[key_added]['puzzles']``
-        One row per puzzle asked: ``sample``, ``donor``, ``part``, ``n_cells``,
-        ``clusters`` and ``cell_ids`` (JSON lists in cell order), ``user_msg``,
-        ``text`` (the completion, stored once), ``reasoning`` (its think part),
-        ``answer`` (raw), ``repaired`` (display only; creates no vote),
-        ``valid_format``, ``is_permutation``, ``finish_reason``.
+        One row per puzzle asked: ``round``, ``purpose`` (``"anti-clustered"``,
+        ``"distinct labels"`` or ``"N cells"``), ``donor``, ``n_cells``,
+        ``n_candidates``, ``clusters``, ``known`` and ``cell_ids`` (JSON lists in cell
+        order), ``user_msg``, ``text`` (the completion, stored once), ``reasoning``
+        (its think part), ``answer`` (authors' rule, display), ``repaired`` (display
+        only; creates no vote), ``reason`` (why it did or did not vote: ``"ok"``,
+        ``"no answer tag"``, ``"7 items for 2 cells"``, ...), ``voted``, ``conflict``
+        (known cells answered against their label), ``n_known``, ``known_right``,
+        ``valid_format`` (one item per cell), ``is_permutation`` (and each a distinct
+        candidate), ``finish_reason``, ``n_tokens``.
     ``adata.uns[key_added]['proposals']``
         Without ``candidates`` only: one row per question of the proposal stage:
         ``cluster``, ``sample``, ``cell_id``, ``text``, ``answer`` (the proposed name),
@@ -238,16 +255,27 @@ def annotate(
 
     Notes
     -----
-    **Puzzle layout.** Per sample and donor, the ``k`` clusters are split at random into
-    ``P = max(ceil(k / m), 2)`` puzzles of near-equal size, ``m = min(max_cells_per_puzzle,
-    len(candidates))``, drawn anew for each sample. Each answer is a permutation (that
-    is how Cell-o1 was trained), so two clusters of one type in one puzzle cannot both
-    be given it; with ``P >= 2`` two clusters share a puzzle with probability about
-    ``(k / P - 1) / (k - 1) < 1/2``, so clusters of one type are apart in most samples
-    and each collects votes for it. With ``one_to_one=True``, ``P = ceil(k / m)``
-    (all clusters in one puzzle when they fit), the layout Cell-o1 was trained on.
-    Puzzles with fewer cells than candidates list all candidates; the prompt still
-    says each is used once, which the model never saw violated.
+    **Puzzle layout** (details in :mod:`sc_cello1.tl._layout` and
+    ``docs/annotation.md``). A trained puzzle has N cells and N candidates, each used
+    once; per donor, ``N = min(len(candidates), 15, max_cells_per_puzzle, k)`` for
+    ``k`` clusters. Round 1 splits the clusters into ``ceil(k / N)`` puzzles of
+    clusters far apart in ``use_rep`` (subclusters of one type are neighbours, and a
+    model that uses each candidate once cannot give two cells of one type their type),
+    padded to N cells with further clusters. Later rounds ask the clusters with fewer
+    than ``n_samples`` asks or in doubt (agreement below 0.75), sharing a puzzle only
+    when their current labels differ; a cluster in doubt shares none with clusters
+    labelled as one of its hypotheses (its runner-up, its nearest clusters' labels);
+    decided clusters pad the puzzles as *known* cells, and a known cell answered
+    against its label voids that puzzle's votes (``conflict``). Asking stops when no
+    cluster needs it or its budget (``3 * n_samples`` cells, never the same cell
+    twice) is spent. Puzzles have fewer cells than candidates where the data do not
+    allow N (fewer clusters than candidates, or too few distinct labels); once the
+    model is seen listing every candidate for fewer cells (as it was trained to for
+    N cells), later puzzles all have N cells, since no other answer of it can vote.
+    A donor group with one cluster gets one-cell puzzles: the vote is the model's
+    choice among all candidates for that cell alone. The cost (puzzles, rounds,
+    cells, generated tokens, prompt characters) is in ``uns[key_added]['params']``
+    and the log.
 
     **Ties** between the most voted candidates go to the one listed first in the
     prompt (``sorted()`` order); ``tied`` marks them and a warning names them.
@@ -311,6 +339,7 @@ def annotate(
         msg = f"tie_order={tie_order!r} is not one of {list(_TIE_ORDERS)}."
         raise ValueError(msg)
     use_ontology = check_ontology(ontology)
+    check_distinct_terms(checked.candidates, use_ontology)
     model = check_model(model, backend, backend_kwargs)
     if constrained and checked.candidates is not None and backend != "openai":
         # the longest constrained answer must fit in max_new_tokens: checked with the
@@ -360,42 +389,74 @@ def annotate(
         )
         candidate_list = proposals.candidates
 
-    # -- 4. the puzzles, answered ----------------------------------------------------------
-    plan = build_plan(
-        adata,
-        checked,
+    # -- 4. the puzzles, asked in rounds --------------------------------------------------
+    layout = make_layout(
         cells,
         candidate_list,
-        context=context,
-        context_fields=context_fields,
         n_samples=n_samples,
         max_cells_per_puzzle=max_cells_per_puzzle,
-        one_to_one=one_to_one,
         rng=rng,
     )
+    matcher = NameMatcher(list(candidate_list), ontology=use_ontology)
     logger.info(
-        "annotate: %d clusters, %d candidates (%s), %d puzzles (%d samples), %s",
-        len(plan.clusters),
-        len(plan.candidates),
+        "annotate: %d clusters, %d candidates (%s), up to %d cells per cluster, %s",
+        len(checked.clusters),
+        len(candidate_list),
         "user" if proposals is None else "proposed",
-        len(plan.puzzles),
-        n_samples,
+        layout.budget,
         checked.where,
     )
-    records = _solve(
-        plan.puzzles,
-        runner,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        constrained=constrained,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
+
+    def build(laid: Any, index: int) -> Any:
+        return to_puzzle(
+            laid,
+            index,
+            top_genes=cells.top_genes,
+            obs=adata.obs,
+            cluster_names=checked.clusters,
+            group_names=cells.group_names,
+            context=context,
+            context_fields=context_fields,
+            has_cellxgene=cells.has_cellxgene,
+        )
+
+    def ask(puzzles: list[Any]) -> list[dict]:
+        return _solve(
+            puzzles,
+            runner,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            constrained=constrained,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+        )
+
+    asked = ask_in_rounds(
+        layout, n_clusters=len(checked.clusters), build=build, solve=ask, matcher=matcher
     )
 
     # -- 5. votes and tables ---------------------------------------------------------------
-    matcher = NameMatcher(plan.candidates, ontology=use_ontology)
-    result = collect(plan, records, matcher=matcher, one_to_one=one_to_one)
+    n_cells = np.bincount(checked.codes[checked.codes >= 0], minlength=len(checked.clusters))
+    result = collect(
+        asked,
+        clusters=checked.clusters,
+        cluster_codes=checked.codes,
+        n_cells=n_cells,
+        matcher=matcher,
+        one_to_one=one_to_one,
+    )
+    cost = _cost(asked, len(checked.clusters))
+    logger.info(
+        "annotate: asked %d puzzles in %d rounds: %d cells (%.1f per cluster), %d tokens "
+        "generated, %d prompt characters",
+        cost["n_puzzles"],
+        cost["n_rounds"],
+        cost["n_cells_asked"],
+        cost["cells_per_cluster"],
+        cost["n_tokens_generated"],
+        cost["n_prompt_chars"],
+    )
     params = {
         "groupby": groupby,
         "candidates": None if candidates is None else [str(c) for c in candidates],
@@ -437,7 +498,7 @@ def annotate(
         "context_source": cells.context_source,
         "assignment": result.method,
         "ontology_used": use_ontology,
-        "n_puzzles": len(plan.puzzles),
+        **cost,
         "seconds": round(time.perf_counter() - start, 3),
     }
     if proposals is not None:
@@ -450,7 +511,7 @@ def annotate(
     uns: dict[str, Any] = {
         "params": _sanitize(params),
         "candidates": {
-            "names": list(plan.candidates),
+            "names": list(matcher.candidates),
             "candidate_source": "user" if proposals is None else "proposed",
             "unmapped": matcher.unmapped,
         },
@@ -529,12 +590,17 @@ def _propose(
         batch_size=batch_size or 8,
         cache_dir=cache_dir,
     )
-    if not proposals.candidates:
+    if len(proposals.candidates) < 2:
+        said = (
+            f"only one cell type name ({proposals.candidates[0]!r})"
+            if proposals.candidates
+            else "no usable cell type name"
+        )
         msg = (
-            f"The model proposed no usable cell type name in {len(questions)} answers (see the "
-            "warnings above), so there is nothing to choose from. Pass `candidates=[...]`, or "
-            "a larger `max_new_tokens` if answers were cut off; the answers are cached in "
-            "`cache_dir` when given."
+            f"The model proposed {said} in {len(questions)} answers (see the warnings "
+            "above); a puzzle needs at least two distinct candidates. Pass "
+            "`candidates=[...]`, or a larger `max_new_tokens` if answers were cut off; the "
+            "answers are cached in `cache_dir` when given."
         )
         raise RuntimeError(msg)
     logger.info(
@@ -557,6 +623,20 @@ def _solve(puzzles: list[Any], runner: Any, *, batch_size: int | None, **kwargs:
 
 
 # --------------------------------------------------------------------------- uns
+
+
+def _cost(asked: Asked, n_clusters: int) -> dict[str, Any]:
+    """Count what was asked: puzzles, rounds, cells (query and known) and tokens."""
+    n_cells = sum(p.n_cells for p in asked.puzzles)
+    return {
+        "n_puzzles": len(asked.puzzles),
+        "n_rounds": asked.n_rounds,
+        "n_cells_asked": n_cells,
+        "n_known_cells_asked": sum(s.n_known for s in asked.scored),
+        "cells_per_cluster": round(n_cells / max(n_clusters, 1), 2),
+        "n_tokens_generated": int(sum(int(r.get("n_tokens") or 0) for r in asked.records)),
+        "n_prompt_chars": int(sum(len(p.user_msg) for p in asked.puzzles)),
+    }
 
 
 def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:

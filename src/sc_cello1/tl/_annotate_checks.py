@@ -151,6 +151,14 @@ def check_candidates(candidates: Any) -> list[str] | None:
             )
             raise ValueError(msg)
         seen[key] = c
+    if len(out) < 2:
+        msg = (
+            f"`candidates` has one cell type ({out[0]!r}); a puzzle needs at least two "
+            "distinct candidates to choose from (one candidate would label every cluster "
+            "with it at confidence 1). Add the other types you expect, or pass "
+            "candidates=None to have the model propose them."
+        )
+        raise ValueError(msg)
     return out
 
 
@@ -289,7 +297,8 @@ def check_data(
     rep, rep_name = representation(adata, use_rep, X, where)
     if n_samples < MIN_SAMPLES_FOR_CONFIDENCE:
         logger.warning(
-            "annotate: n_samples=%d puzzles per cluster; each confidence can only be one of "
+            "annotate: n_samples=%d (the minimum of cells asked per cluster); a decided "
+            "cluster's confidence can only be one of "
             "%s, so it says little about how sure the model is. Use n_samples>=%d (default 5) "
             "for a confidence that means something.",
             n_samples,

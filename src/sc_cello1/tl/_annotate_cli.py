@@ -75,7 +75,12 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--context", default=None, help="donor context sentence (default: from CELLxGENE columns)"
     )
     p.add_argument("--n-genes", type=int, default=50, help="top genes per cell (default: 50)")
-    p.add_argument("--n-samples", type=int, default=5, help="puzzles per cluster (default: 5)")
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        default=5,
+        help="minimum of cells asked per cluster, one per puzzle; budget 3x (default: 5)",
+    )
     p.add_argument(
         "--temperature", type=float, default=0.0, help="sampling temperature (default: 0, greedy)"
     )

@@ -1,7 +1,9 @@
-"""Stage 4 of ``tl.annotate``: votes from what the model said, labels, the tables for ``uns``.
+"""Stage 5 of ``tl.annotate``: labels from the counted votes, the tables for ``uns``.
 
-An answer item is a vote for a candidate only when it names it (:class:`NameMatcher`);
-repaired answers are kept for display and metrics and create no vote.
+An answer item is a vote for a candidate only when the answer was read strictly (one
+item per cell, see :func:`sc_cello1._answer.read_items`), no known cell of its puzzle
+was answered against its label, and the item names the candidate (:class:`NameMatcher`);
+repaired answers are kept for display and create no vote.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import numpy as np
 
 from sc_cello1._logging import logger
 
+from ._annotate_rounds import Asked, Scored
+from ._layout import LaidPuzzle
 from ._names import NameMatcher
 from ._votes import assign_labels, vote_table
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ._annotate_plan import Plan
 
 
 @dataclass
@@ -39,94 +41,147 @@ class Collected:
     method: str
 
 
-def _items_for_cells(record: Mapping[str, Any], n_cells: int) -> list[str | None]:
-    """Return the raw answer item given to each cell by position (``None``: a short answer)."""
-    raw = [str(x) for x in (record.get("items") or [])]
-    return [raw[i] if i < len(raw) else None for i in range(n_cells)]
-
-
-def _puzzle_row(puzzle: Any, rec: Mapping[str, Any]) -> dict[str, Any]:
+def _puzzle_row(
+    puzzle: Any, laid: LaidPuzzle, rec: Mapping[str, Any], sc: Scored
+) -> dict[str, Any]:
     repaired = rec.get("repaired") or []
+    items = sc.items or []
+    cands = laid.candidates
     return {
-        "sample": puzzle.meta["sample"],
+        "round": laid.round,
+        "purpose": laid.purpose,
         "donor": puzzle.group,
-        "part": puzzle.meta["part"],
         "n_cells": puzzle.n_cells,
+        "n_candidates": len(cands),
         "clusters": json.dumps(puzzle.meta["clusters"]),
+        "known": json.dumps(puzzle.meta["known"]),
         "cell_ids": json.dumps(puzzle.cell_ids),
         "user_msg": puzzle.user_msg,
         "text": str(rec.get("text") or ""),
         "reasoning": str(rec.get("reasoning") or ""),
         "answer": str(rec.get("answer") or ""),
         "repaired": " | ".join("" if r is None else str(r) for r in repaired),
-        "valid_format": bool(rec.get("valid_format", False)),
-        "is_permutation": bool(rec.get("is_permutation", False)),
+        "reason": sc.reason,
+        "voted": sc.voted,
+        "conflict": sc.conflict,
+        "n_known": sc.n_known,
+        "known_right": sc.known_right,
+        "valid_format": sc.items is not None,
+        "is_permutation": sc.items is not None
+        and len({i.casefold() for i in items}) == len(items)
+        and all(h is not None for h in sc.hits),
         "finish_reason": str(rec.get("finish_reason") or ""),
+        "n_tokens": int(rec.get("n_tokens") or 0),
     }
 
 
-def collect(
-    plan: Plan,
-    records: Sequence[Mapping[str, Any]],
-    *,
-    matcher: NameMatcher,
-    one_to_one: bool,
-) -> Collected:
-    """Votes, labels and the tables for ``uns`` from the solved puzzles."""
-    import pandas as pd
+@dataclass
+class _Walked:
+    """The per-cell and per-puzzle rows and counts of every answer."""
 
-    candidates = plan.candidates
-    cluster_index = {c: i for i, c in enumerate(plan.clusters)}
-    by_puzzle: dict[int, Mapping[str, Any]] = {}
-    for rec in records:
-        by_puzzle.setdefault(int(rec["puzzle"]), rec)
-    votes: list[tuple[int, int | None]] = []
-    unmatched: dict[tuple[int, str], int] = {}
-    n_valid = np.zeros(len(plan.clusters), dtype=np.int64)
-    n_unmatched = np.zeros(len(plan.clusters), dtype=np.int64)
-    answer_rows = []
-    puzzle_rows = []
-    for i, puzzle in enumerate(plan.puzzles):
-        rec = by_puzzle.get(i, {})
-        valid = bool(rec.get("valid_format", False))
-        items = _items_for_cells(rec, puzzle.n_cells)
-        for pos, (name, item) in enumerate(zip(puzzle.meta["clusters"], items, strict=True)):
-            cluster = cluster_index[name]
-            hit = None if item is None else matcher.match(item)
-            votes.append((cluster, hit))
-            n_valid[cluster] += valid
-            if hit is None:
-                n_unmatched[cluster] += 1
-                key = (cluster, "" if item is None else item)
-                unmatched[key] = unmatched.get(key, 0) + 1
-            answer_rows.append(
+    votes: list[tuple[int, int | None]]
+    unmatched: dict[tuple[int, str], int]
+    n_valid: np.ndarray
+    n_unmatched: np.ndarray
+    n_conflict: np.ndarray
+    answer_rows: list[dict[str, Any]]
+    puzzle_rows: list[dict[str, Any]]
+    reasons: dict[str, int]
+
+
+def _walk(asked: Asked, clusters: Sequence[str], candidates: Sequence[str]) -> _Walked:
+    """Go through every puzzle's scored answer: votes, unmatched items, rows for ``uns``."""
+    n = len(clusters)
+    zeros = [np.zeros(n, dtype=np.int64) for _ in range(3)]
+    out = _Walked([], {}, zeros[0], zeros[1], zeros[2], [], [], {})
+    sample_of: dict[tuple[int, str], int] = {}
+    for i, (laid, puzzle, rec, sc) in enumerate(
+        zip(asked.laid, asked.puzzles, asked.records, asked.scored, strict=True)
+    ):
+        why = sc.reason if sc.items is None else "a known cell answered against its label"
+        if sc.items is None or sc.conflict:
+            out.reasons[why] = out.reasons.get(why, 0) + 1
+        for pos, slot in enumerate(laid.slots):
+            item = None if sc.items is None else sc.items[pos]
+            hit = sc.hits[pos]
+            sample = -1
+            if not slot.is_known:
+                cluster = slot.cluster
+                out.votes.append((cluster, hit if sc.voted else None))
+                out.n_valid[cluster] += sc.items is not None
+                out.n_conflict[cluster] += bool(sc.conflict)
+                if hit is None:
+                    out.n_unmatched[cluster] += 1
+                    key = (cluster, item or "")
+                    out.unmatched[key] = out.unmatched.get(key, 0) + 1
+                sample = sample_of.get((cluster, puzzle.group), 0)
+                sample_of[cluster, puzzle.group] = sample + 1
+            out.answer_rows.append(
                 {
-                    "cluster": name,
-                    "sample": puzzle.meta["sample"],
+                    "cluster": clusters[slot.cluster] if slot.cluster >= 0 else "",
+                    "sample": sample,
+                    "round": laid.round,
                     "donor": puzzle.group,
                     "puzzle": i,
                     "cell": pos + 1,
                     "cell_id": puzzle.cell_ids[pos],
-                    "answer": "" if item is None else item,
+                    "known": slot.known or "",
+                    "answer": item or "",
                     "matched": "" if hit is None else candidates[hit],
+                    "counted": bool(sc.voted and not slot.is_known and hit is not None),
                 }
             )
-        puzzle_rows.append(_puzzle_row(puzzle, rec))
+        out.puzzle_rows.append(_puzzle_row(puzzle, laid, rec, sc))
+    return out
 
-    table, asked = vote_table(votes, n_clusters=len(plan.clusters), n_candidates=len(candidates))
+
+def collect(
+    asked: Asked,
+    *,
+    clusters: Sequence[str],
+    cluster_codes: np.ndarray,
+    n_cells: np.ndarray,
+    matcher: NameMatcher,
+    one_to_one: bool,
+) -> Collected:
+    """Votes, labels and the tables for ``uns`` from the puzzles asked in rounds."""
+    import pandas as pd
+
+    candidates = list(matcher.candidates)
+    walked = _walk(asked, clusters, candidates)
+    votes, unmatched, answer_rows, puzzle_rows = (
+        walked.votes,
+        walked.unmatched,
+        walked.answer_rows,
+        walked.puzzle_rows,
+    )
+    n_valid, n_unmatched, n_conflict = walked.n_valid, walked.n_unmatched, walked.n_conflict
+    _warn_about_answers(walked.reasons, len(asked.laid))
+
+    table, n_asked = vote_table(votes, n_clusters=len(clusters), n_candidates=len(candidates))
     # ties go to the candidate listed first in the prompt (sorted() order of the names)
     rank = np.argsort(np.argsort(np.array(candidates, dtype=object), kind="stable"))
-    result = assign_labels(table, asked, one_to_one=one_to_one, tie_order=rank)
+    result = assign_labels(table, n_asked, one_to_one=one_to_one, tie_order=rank)
     if one_to_one and result.method != "one_to_one":
         logger.warning(
             "annotate: one_to_one=True but %d clusters and only %d candidates; each cluster "
             "gets its most voted candidate instead",
-            len(plan.clusters),
+            len(clusters),
             len(candidates),
         )
-    _warn_about_labels(plan, result, asked, unmatched, n_valid)
+    _warn_about_labels(clusters, result, n_asked, unmatched, n_valid)
 
     used = [c for i, c in enumerate(candidates) if i in set(result.labels.tolist())]
+    if asked.lists_all and len(used) < len(candidates):
+        logger.warning(
+            "annotate: the model lists every candidate (N items) also for puzzles with fewer "
+            "cells, so only puzzles of N cells voted; %d candidates got no cluster (%s). If "
+            "those types are absent from the data, such a model must still give them to "
+            "some cells of every puzzle: those votes are forced and wrong, and the "
+            "confidence of every label is lower. Drop the absent candidates if you can.",
+            len(candidates) - len(used),
+            ", ".join(repr(c) for c in candidates if c not in used)[:300],
+        )
     cluster_labels = pd.Categorical(
         [candidates[j] if j >= 0 else None for j in result.labels], categories=used
     )
@@ -134,8 +189,9 @@ def collect(
         "label": cluster_labels,
         "confidence": result.confidence,
         "votes": result.votes.astype(np.int64),
-        "n_asked": asked,
+        "n_asked": n_asked,
         "n_valid": n_valid,
+        "n_conflict": n_conflict,
         "n_unmatched": n_unmatched,
         "runner_up": pd.Categorical(
             [candidates[j] if j >= 0 else None for j in result.runner_up], categories=candidates
@@ -143,30 +199,31 @@ def collect(
         "runner_up_votes": result.runner_up_votes.astype(np.int64),
         "margin": result.margin,
         "tied": result.tied.astype(bool),
-        "n_cells": plan.n_cells.astype(np.int64),
+        "overridden": result.overridden.astype(bool),
+        "n_cells": n_cells.astype(np.int64),
     }
     term_of = {c: t for c, t in zip(candidates, matcher.terms, strict=True) if t}
     if matcher.ontology:
         columns["ontology_term_id"] = [
             term_of.get(candidates[j], "") if j >= 0 else "" for j in result.labels
         ]
-    cluster_table = pd.DataFrame(columns, index=pd.Index(plan.clusters, name="cluster"))
+    cluster_table = pd.DataFrame(columns, index=pd.Index(clusters, name="cluster"))
     # long form: candidate names (e.g. "CD4+/CD25 T Reg") must not become h5 keys
     vote_df = pd.DataFrame(
         {
-            "cluster": np.repeat(plan.clusters, len(candidates)),
-            "candidate": np.tile(candidates, len(plan.clusters)),
+            "cluster": np.repeat(clusters, len(candidates)),
+            "candidate": np.tile(candidates, len(clusters)),
             "votes": table.ravel().astype(np.int64),
         }
     )
     unmatched_df = pd.DataFrame(
         [
-            {"cluster": plan.clusters[c], "text": text, "count": n}
+            {"cluster": clusters[c], "text": text, "count": n}
             for (c, text), n in sorted(unmatched.items(), key=lambda kv: (kv[0][0], -kv[1]))
         ],
         columns=["cluster", "text", "count"],
     )
-    codes = plan.cluster_codes
+    codes = cluster_codes
     cell_label_codes = np.where(
         codes >= 0, np.asarray(cluster_labels.codes)[np.maximum(codes, 0)], -1
     )
@@ -180,7 +237,19 @@ def collect(
         obs_terms = pd.Categorical.from_codes(lookup[cell_label_codes], categories=term_cats)
     answers_df = pd.DataFrame(
         answer_rows,
-        columns=["cluster", "sample", "donor", "puzzle", "cell", "cell_id", "answer", "matched"],
+        columns=[
+            "cluster",
+            "sample",
+            "round",
+            "donor",
+            "puzzle",
+            "cell",
+            "cell_id",
+            "known",
+            "answer",
+            "matched",
+            "counted",
+        ],
     )
     puzzles_df = pd.DataFrame(puzzle_rows)
     puzzles_df.index = pd.Index([str(i) for i in range(len(puzzle_rows))], name="puzzle")
@@ -197,8 +266,21 @@ def collect(
     )
 
 
+def _warn_about_answers(reasons: Mapping[str, int], n_puzzles: int) -> None:
+    """Say why answers gave no votes, the main reasons with their counts."""
+    if not reasons:
+        return
+    top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    logger.warning(
+        "annotate: %d of %d puzzle answers gave no votes: %s. See uns[key]['puzzles']['reason'].",
+        sum(reasons.values()),
+        n_puzzles,
+        ", ".join(f"{why} x{n}" for why, n in top[:5]) + (", ..." if len(top) > 5 else ""),
+    )
+
+
 def _warn_about_labels(
-    plan: Plan,
+    clusters: Sequence[str],
     result: Any,
     asked: np.ndarray,
     unmatched: Mapping[tuple[int, str], int],
@@ -219,15 +301,24 @@ def _warn_about_labels(
             why = "the candidate it would get went to another cluster (one_to_one)"
         if n_valid[c] == 0 and asked[c] > 0:
             why += "; no answer had the valid format"
-        reasons.append(f"{plan.clusters[c]!r}: {why}")
+        reasons.append(f"{clusters[int(c)]!r}: {why}")
     if reasons:
         logger.warning(
             "annotate: %d of %d clusters got no label: %s",
             len(reasons),
-            len(plan.clusters),
+            len(clusters),
             "; ".join(reasons[:10]) + ("; ..." if len(reasons) > 10 else ""),
         )
-    tied = [plan.clusters[c] for c in np.flatnonzero(result.tied)]
+    over = [clusters[int(c)] for c in np.flatnonzero(result.overridden)]
+    if over:
+        logger.warning(
+            "annotate: one_to_one gave clusters %s a label that is not their most voted "
+            "candidate (that one went to another cluster); `overridden` marks them in "
+            "uns[key]['clusters'] and their `margin` is negative. If two clusters can "
+            "share a type, use one_to_one=False.",
+            over[:10],
+        )
+    tied = [clusters[int(c)] for c in np.flatnonzero(result.tied & ~result.overridden)]
     if tied:
         logger.warning(
             "annotate: clusters %s have a tie between their label and the runner-up; the "

@@ -1,4 +1,4 @@
-"""Stage 2 of ``tl.annotate``: representative cells, their top genes, the puzzles.
+"""Stage 2 of ``tl.annotate``: the cells each cluster may show, their top genes, the layout.
 
 Everything is computed from ``adata`` without changing it, before the model runs.
 """
@@ -6,7 +6,7 @@ Everything is computed from ``adata`` without changing it, before the model runs
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,42 +14,30 @@ import numpy as np
 
 from sc_cello1._logging import logger
 
-from ._cluster_puzzles import (
-    build_cluster_puzzles,
-    context_for,
-    puzzle_slots,
-    representative_cells,
-)
+from ._cluster_puzzles import cell_pools, context_for
+from ._layout import BUDGET_FACTOR, Layout
 
 if TYPE_CHECKING:
-    import pandas as pd
     from anndata import AnnData
-
-    from sc_cello1.data import Puzzle
 
     from ._annotate_checks import Checked
 
 
 @dataclass
 class Cells:
-    """The representative cells of every (donor, cluster) and what the prompts show of them."""
+    """The cells every (donor, cluster) may show and what the prompts show of them.
+
+    ``pools`` holds the distinct cells in the order they are shown (the cell nearest the
+    centroid first); ``reps`` its first ``n_samples`` (the proposal stage's cells).
+    """
 
     group_names: list[str]
+    pools: dict[tuple[int, int], list[int]]
+    centroids: dict[tuple[int, int], np.ndarray]
     reps: dict[tuple[int, int], list[int]]
     top_genes: dict[int, list[str]]
     context_source: str
     has_cellxgene: bool
-
-
-@dataclass
-class Plan:
-    """The puzzles of the puzzle stage and what is needed to read their answers."""
-
-    clusters: list[str]
-    cluster_codes: np.ndarray
-    n_cells: np.ndarray
-    candidates: list[str]
-    puzzles: list[Puzzle]
 
 
 def describe(obj: Any) -> str:
@@ -83,10 +71,11 @@ def choose_cells(
     tie_order: str,
     rng: np.random.Generator,
 ) -> Cells:
-    """Draw ``n_samples`` representative cells per (donor, cluster) and rank their genes.
+    """Draw the distinct cells each (donor, cluster) may show and rank their genes.
 
-    Sample 0 is the cell nearest the centroid of the cluster's cells of that donor in
-    ``checked.rep`` (``use_rep``); later samples are random cells of the cluster.
+    The first is the cell nearest the centroid of the cluster's cells of that donor in
+    ``checked.rep`` (``use_rep``); the others are random cells of the cluster, each at
+    most once, up to the budget of ``3 * n_samples`` cells.
     """
     from sc_cello1.data import CONTEXT_FIELDS
     from sc_cello1.pp._top_genes import top_gene_indices
@@ -98,15 +87,18 @@ def choose_cells(
     else:
         group_names = [""]
         group_codes = np.zeros(adata.n_obs, dtype=np.int64)
-    reps = representative_cells(
-        checked.rep, checked.codes, group_codes, n_samples=n_samples, rng=rng
+    pools, centroids = cell_pools(
+        checked.rep, checked.codes, group_codes, budget=BUDGET_FACTOR * n_samples, rng=rng
     )
-    rows = np.array(sorted({r for rows in reps.values() for r in rows}), dtype=np.int64)
+    reps = {k: v[:n_samples] for k, v in pools.items()}
+    rows = np.array(sorted({r for rows in pools.values() for r in rows}), dtype=np.int64)
     top = top_gene_indices(checked.X, n_genes, rows=rows, tie_order=tie_order)
     top_genes = {int(r): [checked.genes[j] for j in top[i]] for i, r in enumerate(rows)}
     has_cellxgene = any(f in adata.obs.columns for f in CONTEXT_FIELDS)
     return Cells(
         group_names=group_names,
+        pools=pools,
+        centroids=centroids,
         reps=reps,
         top_genes=top_genes,
         context_source=_context_source(context, context_fields, has_cellxgene),
@@ -114,52 +106,22 @@ def choose_cells(
     )
 
 
-def build_plan(
-    adata: AnnData,
-    checked: Checked,
+def make_layout(
     cells: Cells,
     candidates: Sequence[str],
     *,
-    context: str | Callable[[pd.DataFrame], str] | None,
-    context_fields: Sequence[str] | Mapping[str, str],
     n_samples: int,
     max_cells_per_puzzle: int,
-    one_to_one: bool,
     rng: np.random.Generator,
-) -> Plan:
-    """Lay out and build every puzzle of the puzzle stage (reads ``adata`` only).
-
-    Per sample and donor, the clusters are split at random into puzzles of at most
-    ``min(max_cells_per_puzzle, len(candidates))`` cells; unless ``one_to_one``, into at
-    least two puzzles, so that clusters of one type are apart in most samples (see
-    :func:`~sc_cello1.tl._cluster_puzzles.puzzle_slots`).
-    """
-    n_cells = np.bincount(checked.codes[checked.codes >= 0], minlength=len(checked.clusters))
-    slots = puzzle_slots(
-        cells.reps,
-        n_groups=len(cells.group_names),
+) -> Layout:
+    """Make the round-by-round layout of the puzzle stage (see :mod:`~sc_cello1.tl._layout`)."""
+    return Layout(
+        cells.pools,
+        cells.centroids,
+        candidates,
         n_samples=n_samples,
-        max_cells=min(max_cells_per_puzzle, len(candidates)),
+        max_cells=max_cells_per_puzzle,
         rng=rng,
-        min_parts=1 if one_to_one else 2,
-    )
-    puzzles = build_cluster_puzzles(
-        slots,
-        top_genes=cells.top_genes,
-        candidates=candidates,
-        obs=adata.obs,
-        cluster_names=checked.clusters,
-        group_names=cells.group_names,
-        context=context,
-        context_fields=context_fields,
-        has_cellxgene=cells.has_cellxgene,
-    )
-    return Plan(
-        clusters=checked.clusters,
-        cluster_codes=checked.codes,
-        n_cells=n_cells,
-        candidates=list(candidates),
-        puzzles=puzzles,
     )
 
 

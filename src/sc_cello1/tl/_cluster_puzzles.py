@@ -1,10 +1,8 @@
-"""CellPuzzles built from clusters: representative cells, splitting, context."""
+"""Cells shown for clusters: distinct cells per cluster, centroids, the context sentence."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,7 +11,6 @@ from scipy import sparse
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sc_cello1.data import Puzzle
 
 #: Largest puzzle size in CellPuzzles (N runs from 8 to 15).
 MAX_TRAINED_CELLS = 15
@@ -24,17 +21,6 @@ FALLBACK_CONTEXT = "The cell is from an unspecified donor."
 _CHUNK = 4096
 
 
-@dataclass
-class PuzzleSlot:
-    """Where a puzzle comes from: sample, donor group, part, and its clusters in cell order."""
-
-    sample: int
-    group: int
-    part: int
-    clusters: list[int]
-    rows: list[int]
-
-
 def _dense_rows(X: Any, rows: np.ndarray) -> Any:
     """Rows of ``X`` as float64 (CSR when sparse), for the centroid sums."""
     sub = X[rows]
@@ -43,19 +29,21 @@ def _dense_rows(X: Any, rows: np.ndarray) -> Any:
     return np.asarray(sub, dtype=np.float64)
 
 
-def nearest_to_centroid(X: Any, members: np.ndarray, *, chunk_size: int = _CHUNK) -> int:
-    """Row (of ``members``) closest to the members' mean, in Euclidean distance.
+def centroid_and_nearest(
+    X: Any, members: np.ndarray, *, chunk_size: int = _CHUNK
+) -> tuple[np.ndarray, int]:
+    """Return the members' mean and the row (of ``members``) closest to it, in Euclidean distance.
 
     The members are read ``chunk_size`` rows at a time (twice: for the mean, then for
     the distances), so a large cluster of a dense or backed matrix is never loaded whole.
     """
-    if members.size == 1:
-        return int(members[0])
     chunks = [members[i : i + chunk_size] for i in range(0, members.size, chunk_size)]
     total = np.zeros(X.shape[1], dtype=np.float64)
     for rows in chunks:
         total += np.asarray(_dense_rows(X, rows).sum(axis=0)).ravel()
     centroid = total / members.size
+    if members.size == 1:
+        return centroid, int(members[0])
     scores = []
     for rows in chunks:
         sub = _dense_rows(X, rows)
@@ -64,80 +52,43 @@ def nearest_to_centroid(X: Any, members: np.ndarray, *, chunk_size: int = _CHUNK
         else:
             norms = np.einsum("ij,ij->i", sub, sub)
         scores.append(norms - 2.0 * np.asarray(sub @ centroid).ravel())
-    return int(members[int(np.argmin(np.concatenate(scores)))])
+    return centroid, int(members[int(np.argmin(np.concatenate(scores)))])
 
 
-def representative_cells(
+def nearest_to_centroid(X: Any, members: np.ndarray, *, chunk_size: int = _CHUNK) -> int:
+    """Row (of ``members``) closest to the members' mean (see :func:`centroid_and_nearest`)."""
+    return centroid_and_nearest(X, members, chunk_size=chunk_size)[1]
+
+
+def cell_pools(
     X: Any,
     cluster_codes: np.ndarray,
     group_codes: np.ndarray,
     *,
-    n_samples: int,
+    budget: int,
     rng: np.random.Generator,
-) -> dict[tuple[int, int], list[int]]:
-    """One representative row per sample for each (donor group, cluster) with cells.
+) -> tuple[dict[tuple[int, int], list[int]], dict[tuple[int, int], np.ndarray]]:
+    """Return the distinct cells each (donor group, cluster) may show, and its centroid.
 
-    Sample 0 is the cell nearest the centroid of the group's cluster cells; later
-    samples are random cells of the cluster, drawn without replacement until every cell
-    has been used once.
+    The first cell is the one nearest the centroid of the group's cluster cells; the
+    others are random cells of the cluster, each at most once, up to ``budget`` cells
+    (a cluster with fewer cells has a shorter pool: it is asked fewer times).
 
     Returns
     -------
-    ``{(group, cluster): [row of sample 0, row of sample 1, ...]}``.
+    ``({(group, cluster): [row, ...]}, {(group, cluster): centroid})``.
     """
-    out: dict[tuple[int, int], list[int]] = {}
+    pools: dict[tuple[int, int], list[int]] = {}
+    centroids: dict[tuple[int, int], np.ndarray] = {}
     valid = cluster_codes >= 0
     keys = np.unique(np.stack([group_codes[valid], cluster_codes[valid]], axis=1), axis=0)
     for group, cluster in keys:
         members = np.flatnonzero((cluster_codes == cluster) & (group_codes == group))
-        first = nearest_to_centroid(X, members)
-        rows = [first]
-        pool = rng.permutation(members[members != first]) if members.size > 1 else members
-        while len(rows) < n_samples:
-            take = pool[: n_samples - len(rows)]
-            rows.extend(int(r) for r in take)
-            if len(rows) < n_samples:
-                pool = rng.permutation(members)
-        out[int(group), int(cluster)] = rows[:n_samples]
-    return out
-
-
-def puzzle_slots(
-    reps: Mapping[tuple[int, int], list[int]],
-    *,
-    n_groups: int,
-    n_samples: int,
-    max_cells: int,
-    rng: np.random.Generator,
-    min_parts: int = 1,
-) -> list[PuzzleSlot]:
-    """Lay out the puzzles: per sample and donor group, the clusters split into parts.
-
-    A group's ``k`` clusters go to ``P = max(ceil(k / max_cells), min(min_parts, k))``
-    puzzles of near-equal size, drawn at random anew for each sample, and each puzzle's
-    cells are shuffled. Two given clusters then share a puzzle in a sample with
-    probability about ``(k / P - 1) / (k - 1)``: with ``min_parts=2`` below one half, so
-    that clusters of one type (over-clustering) are apart in most samples and can all
-    collect votes for that type although each answer is a permutation.
-    """
-    slots: list[PuzzleSlot] = []
-    by_group: dict[int, list[int]] = {}
-    for group, cluster in sorted(reps):
-        by_group.setdefault(group, []).append(cluster)
-    for sample in range(n_samples):
-        for group in range(n_groups):
-            clusters = by_group.get(group, [])
-            if not clusters:
-                continue
-            n_parts = max(math.ceil(len(clusters) / max_cells), min(min_parts, len(clusters)))
-            order = rng.permutation(np.asarray(clusters))
-            for part, chunk in enumerate(np.array_split(order, n_parts)):
-                cells = [int(c) for c in rng.permutation(chunk)]
-                rows = [reps[group, c][sample] for c in cells]
-                slots.append(
-                    PuzzleSlot(sample=sample, group=group, part=part, clusters=cells, rows=rows)
-                )
-    return slots
+        centroid, first = centroid_and_nearest(X, members)
+        rest = rng.permutation(members[members != first])[: max(budget - 1, 0)]
+        pools[int(group), int(cluster)] = [first, *(int(r) for r in rest)]
+        centroids[int(group), int(cluster)] = centroid
+    return pools, centroids
 
 
 def context_for(
@@ -170,48 +121,3 @@ def context_for(
     if has_cellxgene or context_fields:
         return context_sentence(obs.iloc[rows[0]], context_fields=context_fields)
     return FALLBACK_CONTEXT
-
-
-def build_cluster_puzzles(
-    slots: Sequence[PuzzleSlot],
-    *,
-    top_genes: Mapping[int, list[str]],
-    candidates: Sequence[str],
-    obs: pd.DataFrame,
-    cluster_names: Sequence[str],
-    group_names: Sequence[str],
-    context: str | Callable[[pd.DataFrame], str] | None,
-    context_fields: Sequence[str] | Mapping[str, str],
-    has_cellxgene: bool,
-) -> list[Puzzle]:
-    """Build the :class:`~sc_cello1.data.Puzzle` of each slot, candidates in ``sorted()`` order."""
-    from sc_cello1.data import Puzzle
-
-    sorted_candidates = sorted(candidates)
-    obs_names = obs.index.astype(str)
-    puzzles = []
-    for i, slot in enumerate(slots):
-        text = context_for(
-            obs,
-            slot.rows,
-            context=context,
-            context_fields=context_fields,
-            has_cellxgene=has_cellxgene,
-        )
-        puzzles.append(
-            Puzzle(
-                context=text,
-                genes=[top_genes[r] for r in slot.rows],
-                candidates=list(sorted_candidates),
-                cell_ids=[obs_names[r] for r in slot.rows],
-                group=group_names[slot.group],
-                meta={
-                    "id": i,
-                    "sample": slot.sample,
-                    "part": slot.part,
-                    "clusters": [cluster_names[c] for c in slot.clusters],
-                    "source": "sc_cello1.tl.annotate",
-                },
-            )
-        )
-    return puzzles

@@ -42,9 +42,12 @@ def ontology_index() -> tuple[dict[str, str], dict[str, str], str]:
         raise
     parser = OntologyParser()
     label_to_id = parser.get_term_label_to_id_map("CL")
-    ids = sorted(set(label_to_id.values()))
-    synonyms = parser.map_term_synonyms(ids)
-    labels = {term: parser.get_term_label(term) for term in ids}
+    every = sorted(set(label_to_id.values()))
+    synonyms = parser.map_term_synonyms(every)
+    labels = {term: parser.get_term_label(term) for term in every}
+    # obsolete terms: their names name the replacement (``replaced_by``), or nothing
+    target = {term: _current_term(parser, term) for term in every}
+    ids = [t for t in every if target[t] == t]
     index: dict[str, str] = {}
     clashes: set[str] = set()
 
@@ -68,12 +71,55 @@ def ontology_index() -> tuple[dict[str, str], dict[str, str], str]:
             if key in label_keys:
                 continue
             add(syn, term)
+    for old in every:
+        new = target[old]
+        if new is None or new == old:
+            continue
+        for name in [labels[old].removeprefix("obsolete "), *synonyms.get(old, [])]:
+            if normalize_label(name) not in index:
+                add(name, new)
     version = ""
     try:
         version = str(parser.cxg_schema.supported_ontologies["CL"]["version"])
     except (AttributeError, KeyError, TypeError):
         pass
     return index, labels, version
+
+
+def check_distinct_terms(candidates: Sequence[str] | None, ontology: bool) -> None:
+    """Reject two candidates that name one Cell Ontology term (they would split its votes)."""
+    if not ontology or candidates is None:
+        return
+    index, labels, _ = ontology_index()
+    by_term: dict[str, list[str]] = {}
+    for c in candidates:
+        term = index.get(normalize_label(c))
+        if term is not None:
+            by_term.setdefault(term, []).append(c)
+    clashes = {t: names for t, names in by_term.items() if len(names) > 1}
+    if clashes:
+        shown = "; ".join(
+            f"{names} are all {t} ({labels.get(t, '')!r})" for t, names in clashes.items()
+        )
+        msg = (
+            f"Candidates name the same Cell Ontology term: {shown}. Their votes would split "
+            "and both would get the same ID; keep one name per cell type, or pass "
+            "ontology=False to treat them as different types."
+        )
+        raise ValueError(msg)
+
+
+def _current_term(parser: object, term: str) -> str | None:
+    """Return the term itself, its ``replaced_by`` term when obsolete, or ``None``."""
+    try:
+        if not parser.is_term_deprecated(term):  # type: ignore[attr-defined]
+            return term
+        new = parser.get_term_replacement(term)  # type: ignore[attr-defined]
+    except (KeyError, ValueError):
+        return term
+    if new and str(new).startswith("CL:") and not parser.is_term_deprecated(new):  # type: ignore[attr-defined]
+        return str(new)
+    return None
 
 
 def check_ontology(ontology: bool | None) -> bool:

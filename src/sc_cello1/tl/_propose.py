@@ -52,11 +52,14 @@ def proposal_prompt(context: str, genes: Sequence[str]) -> str:
 
 def proposed_name(text: str) -> tuple[str, str]:
     """Return the name a completion proposes, and why there is none (``""`` when there is one)."""
-    from sc_cello1.metrics import extract_answer
+    from sc_cello1._answer import strict_answer
 
-    if "<answer>" not in text:
-        return "", "no <answer> tag"
-    answer = extract_answer(text).strip().rstrip(".").strip()
+    strict = strict_answer(text)
+    if strict is None:
+        return "", "no <answer> tag" if "<answer>" not in text else "no </answer> tag"
+    answer = strict.strip().rstrip(".").strip()
+    if "\n" in answer:
+        return "", "more than one line"
     if not answer:
         return "", "empty answer"
     if "|" in answer:
@@ -194,6 +197,17 @@ def propose_candidates(
         display[key] = shown
         for s in spellings:
             key_of[s] = key
+    for old, new in near_duplicates(groups, [n for n in names if n], key_of):
+        logger.warning(
+            "annotate: proposed name %r merged into %r (one letter apart, %r proposed more "
+            "often or first); see the `name` column of uns[key]['proposals']",
+            display[old],
+            display[new],
+            display[new],
+        )
+        for s, k in list(key_of.items()):
+            if k == old:
+                key_of[s] = new
     # each cluster's most proposed group(s)
     per_cluster: dict[int, dict[str, int]] = {}
     for (cluster, *_), name in zip(questions, names, strict=True):
@@ -242,3 +256,62 @@ def propose_candidates(
         seconds=time.perf_counter() - start,
         n_from_cache=n_cached,
     )
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether two words are one substitution, insertion, deletion or swap apart."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and (a[diff[1]] == b[diff[0]])
+        )
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def is_near_duplicate(a: str, b: str) -> bool:
+    """Whether two normalised names differ by one typo inside one word of 4+ letters.
+
+    Only letters count: "CD4 T cell" and "CD8 T cell", or "B cell" and "T cell", are
+    different types, not typos.
+    """
+    wa, wb = a.split(" "), b.split(" ")
+    if len(wa) != len(wb):
+        return False
+    diff = [(x, y) for x, y in zip(wa, wb, strict=True) if x != y]
+    if len(diff) != 1:
+        return False
+    x, y = diff[0]
+    return min(len(x), len(y)) >= 4 and x.isalpha() and y.isalpha() and _one_edit(x, y)
+
+
+def near_duplicates(
+    groups: Sequence[tuple[str, str, list[str]]], names: Sequence[str], key_of: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Pairs ``(merged, kept)`` of proposal groups whose names are one typo apart.
+
+    The group proposed more often is kept (ties: the first proposed).
+    """
+    count: dict[str, int] = {}
+    for n in names:
+        count[key_of[n]] = count.get(key_of[n], 0) + 1
+    order = {key: i for i, (key, _, _) in enumerate(groups)}
+    norm = {key: normalize_label(shown) for key, shown, _ in groups}
+    keys = sorted(order, key=lambda k: (-count.get(k, 0), order[k]))
+    merged: dict[str, str] = {}
+    for i, keep in enumerate(keys):
+        if keep in merged or keep.startswith("CL:"):
+            continue
+        for other in keys[i + 1 :]:
+            if other in merged or other.startswith("CL:"):
+                continue
+            if is_near_duplicate(norm[keep], norm[other]):
+                merged[other] = keep
+    return list(merged.items())

@@ -286,7 +286,7 @@ def solve(
     if n_samples is not None:
         warnings.warn(
             "solve(n_samples=...) is renamed num_generations= (completions per puzzle; "
-            "annotate's n_samples counts puzzles per cluster); n_samples will be removed.",
+            "annotate's n_samples is the minimum of cells asked per cluster); n_samples will be removed.",
             FutureWarning,
             stacklevel=2,
         )

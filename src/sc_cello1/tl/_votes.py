@@ -66,6 +66,9 @@ class Assignment:
     tied
         Whether another candidate has as many votes as the label (the tie was broken
         by the tie-break order).
+    overridden
+        Whether ``one_to_one`` gave the cluster a label with fewer votes than its most
+        voted candidate (which went to another cluster).
     method
         ``"plurality"`` (each cluster its most voted candidate) or ``"one_to_one"``
         (distinct candidates, maximal total votes).
@@ -78,6 +81,7 @@ class Assignment:
     runner_up_votes: np.ndarray
     margin: np.ndarray
     tied: np.ndarray
+    overridden: np.ndarray
     method: str
 
 
@@ -166,6 +170,8 @@ def assign_labels(
         denom = np.maximum(asked, 1)
         confidence = np.where(asked > 0, chosen / denom, 0.0)
         margin = np.where(labels >= 0, (chosen - runner_votes) / denom, 0.0)
+    best = table.max(axis=1) if n_candidates else np.zeros(n_clusters, dtype=np.int64)
+    overridden = (labels >= 0) & (chosen < best) if method == "one_to_one" else labels < -1
     tied = (labels >= 0) & (runner_votes == chosen)
     return Assignment(
         labels=labels,
@@ -175,5 +181,6 @@ def assign_labels(
         runner_up_votes=runner_votes,
         margin=margin.astype(np.float64),
         tied=tied,
+        overridden=overridden,
         method=method,
     )

@@ -1,0 +1,184 @@
+"""Stage 4 of ``tl.annotate``: the puzzles asked round by round, and each answer scored.
+
+Each round is laid out by :class:`~sc_cello1.tl._layout.Layout` from what the answers of
+the earlier rounds said, built into :class:`~sc_cello1.data.Puzzle` objects, answered by
+:func:`~sc_cello1.tl.solve` and scored by :func:`score_answer`: an answer votes only when
+it is read strictly (:func:`sc_cello1._answer.read_items`: one item per cell inside
+``<answer>...</answer>``), its query cells' items are votes, and its known cells are
+scored against their labels (a known cell answered otherwise marks a conflict, and the
+puzzle's votes do not count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sc_cello1._answer import read_items, split_slots, strict_answer
+from sc_cello1._logging import logger
+
+from ._cluster_puzzles import context_for
+from ._layout import LaidPuzzle, Layout, Tally
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sc_cello1.data import Puzzle
+
+    from ._names import NameMatcher
+
+
+@dataclass
+class Scored:
+    """What one answer said: why it did (not) vote, the matched item per slot, known cells."""
+
+    reason: str
+    n_items: int
+    items: list[str] | None
+    hits: list[int | None]
+    n_known: int
+    known_right: int
+    conflict: str
+
+    @property
+    def voted(self) -> bool:
+        """Whether the answer's query items counted as votes."""
+        return self.items is not None and not self.conflict
+
+
+def score_answer(
+    laid: LaidPuzzle, text: str, matcher: NameMatcher, candidates: Sequence[str]
+) -> Scored:
+    """Read one answer strictly and score its query and known cells."""
+    items, reason = read_items(text, laid.n_cells)
+    n_items = len(items) if items is not None else _n_items(text)
+    if items is None:
+        n_known = sum(s.is_known for s in laid.slots)
+        return Scored(reason, n_items, None, [None] * laid.n_cells, n_known, 0, "")
+    hits = [matcher.match(item) if item else None for item in items]
+    n_known = right = 0
+    conflicts = []
+    for slot, item, hit in zip(laid.slots, items, hits, strict=True):
+        if not slot.is_known:
+            continue
+        n_known += 1
+        if hit is not None and candidates[hit] == slot.known:
+            right += 1
+        else:
+            conflicts.append(f"known {slot.known!r} answered {item!r}")
+    return Scored(reason, n_items, items, hits, n_known, right, "; ".join(conflicts))
+
+
+def _n_items(text: str) -> int:
+    answer = strict_answer(text)
+    return 0 if answer is None else len(split_slots(answer))
+
+
+def to_puzzle(
+    laid: LaidPuzzle,
+    index: int,
+    *,
+    top_genes: Mapping[int, list[str]],
+    obs: pd.DataFrame,
+    cluster_names: Sequence[str],
+    group_names: Sequence[str],
+    context: str | Callable[[pd.DataFrame], str] | None,
+    context_fields: Sequence[str] | Mapping[str, str],
+    has_cellxgene: bool,
+) -> Puzzle:
+    """Build the :class:`~sc_cello1.data.Puzzle` of a laid-out puzzle."""
+    from sc_cello1.data import Puzzle
+
+    rows = [s.row for s in laid.slots]
+    obs_names = obs.index.astype(str)
+    text = context_for(
+        obs, rows, context=context, context_fields=context_fields, has_cellxgene=has_cellxgene
+    )
+    return Puzzle(
+        context=text,
+        genes=[top_genes[r] for r in rows],
+        candidates=list(laid.candidates),
+        cell_ids=[obs_names[r] for r in rows],
+        group=group_names[laid.group],
+        meta={
+            "id": index,
+            "round": laid.round,
+            "purpose": laid.purpose,
+            "clusters": [cluster_names[s.cluster] if s.cluster >= 0 else "" for s in laid.slots],
+            "known": [s.known for s in laid.slots],
+            "source": "sc_cello1.tl.annotate",
+        },
+    )
+
+
+@dataclass
+class Asked:
+    """Every puzzle asked, its answer record and score, and the final tally."""
+
+    laid: list[LaidPuzzle]
+    puzzles: list[Puzzle]
+    records: list[Mapping[str, Any]]
+    scored: list[Scored]
+    tally: Tally
+    n_rounds: int
+    lists_all: bool = False
+
+
+def ask_in_rounds(
+    layout: Layout,
+    *,
+    n_clusters: int,
+    build: Callable[[LaidPuzzle, int], Puzzle],
+    solve: Callable[[list[Puzzle]], Sequence[Mapping[str, Any]]],
+    matcher: NameMatcher,
+) -> Asked:
+    """Lay out, ask and score rounds until no cluster needs an ask or the budget is spent."""
+    tally = Tally(n_clusters)
+    asked = Asked([], [], [], [], tally, 0)
+    candidates = matcher.candidates
+    while True:
+        laid = layout.next_round(tally)
+        if not laid:
+            break
+        asked.n_rounds += 1
+        puzzles = [build(lp, len(asked.puzzles) + i) for i, lp in enumerate(laid)]
+        by_puzzle: dict[int, Mapping[str, Any]] = {}
+        for rec in solve(puzzles):
+            by_puzzle.setdefault(int(rec["puzzle"]), rec)
+        n_voted = 0
+        for i, lp in enumerate(laid):
+            rec = by_puzzle.get(i, {})
+            sc = score_answer(lp, str(rec.get("text") or ""), matcher, candidates)
+            n_voted += sc.voted
+            if sc.n_items == len(lp.candidates) > lp.n_cells:
+                layout.lists_all = True
+            displaced = set()
+            if sc.conflict and sc.items is not None:
+                displaced = {
+                    s.known
+                    for s, h in zip(lp.slots, sc.hits, strict=True)
+                    if s.is_known and (h is None or candidates[h] != s.known)
+                }
+            for slot, hit in zip(lp.slots, sc.hits, strict=True):
+                if slot.is_known:
+                    continue
+                if hit is not None and candidates[hit] in displaced:
+                    tally.hinted[slot.cluster][candidates[hit]] += 1
+                tally.asked[slot.cluster] += 1
+                tally.counted[slot.cluster] += sc.voted
+                if sc.voted and hit is not None:
+                    tally.votes[slot.cluster][candidates[hit]] += 1
+            asked.laid.append(lp)
+            asked.puzzles.append(puzzles[i])
+            asked.records.append(rec)
+            asked.scored.append(sc)
+        logger.info(
+            "annotate: round %d: %d puzzles, %d cells, %d answers voted",
+            layout.round,
+            len(laid),
+            sum(lp.n_cells for lp in laid),
+            n_voted,
+        )
+    asked.lists_all = layout.lists_all
+    return asked
