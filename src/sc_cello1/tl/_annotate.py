@@ -791,8 +791,8 @@ def _write(
 ) -> None:
     """Write the results into ``adata`` (the only step that changes it)."""
     obs = adata.obs.copy()
-    for suffix in ("_reference", "_reference_share", "_reference_agrees"):
-        obs.pop(f"{key_added}{suffix}", None)  # from an earlier run with a reference
+    stale = [f"{key_added}{s}" for s in ("_reference", "_reference_share", "_reference_agrees")]
+    obs = obs.drop(columns=[c for c in stale if c in obs.columns])  # an earlier reference run
     for name, values in (extra_obs or {}).items():
         obs[name] = values
     obs[key_added] = result.obs_labels

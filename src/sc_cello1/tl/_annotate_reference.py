@@ -55,6 +55,7 @@ class ReferencePlan:
     top_genes: dict[int, list[str]]
     known_ids: dict[int, str]
     n_known_per_type: int
+    shares: list[dict[str, float]]
 
     def layout(
         self,
@@ -76,6 +77,7 @@ class ReferencePlan:
             prior_labels=self.prior_labels,
             plausible=self.plausible,
             known_pool=self.known_pool,
+            shares=self.shares,
         )
 
 
@@ -168,6 +170,7 @@ def prepare_reference(
         top_genes={-1 - r: g for r, g in genes.items()},
         known_ids={-1 - r: f"reference:{names[r]}" for r in rows},
         n_known_per_type=per_type,
+        shares=[{cand_of[t]: s for t, s in d.items() if t in cand_of} for d in prior.distribution],
     )
 
 

@@ -12,9 +12,11 @@ stopping rule) with two changes:
 - **Reference cells fill each puzzle to N cells and N candidates** (``N = min(C, 15,
   max_cells_per_puzzle)`` for ``C`` candidates), one per candidate type that no
   member's label or plausible type is, each a different reference cell of that type
-  (known cells): a permutation model then has one right answer for every cell.
-  Reference cells do not count against a cluster's budget. Where no such type is left,
-  the puzzle keeps fewer cells.
+  (known cells): a permutation model then has one right answer for every cell. Where
+  those types are too few, types a member may be (but is not labelled) follow, least
+  transferred first, so that the puzzle still has N cells (a model that lists every
+  candidate answers only puzzles of N cells). Reference cells do not count against a
+  cluster's budget.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class ReferenceLayout(Layout):
     known_pool
         Per candidate: the reference cells that may be shown, as negative rows
         (``-1 - reference row``).
+    shares
+        Per cluster: the share of its cells transferred to each candidate.
     """
 
     def __init__(
@@ -59,12 +63,14 @@ class ReferenceLayout(Layout):
         prior_labels: Sequence[str | None],
         plausible: Sequence[set[str]],
         known_pool: Mapping[str, Sequence[int]],
+        shares: Sequence[Mapping[str, float]] | None = None,
     ) -> None:
         super().__init__(
             pools, centroids, candidates, n_samples=n_samples, max_cells=max_cells, rng=rng
         )
         self.prior_labels = list(prior_labels)
         self.plausible = [set(s) for s in plausible]
+        self.shares = [dict(d) for d in shares] if shares is not None else [{} for _ in plausible]
         self.known_pool = {k: list(v) for k, v in known_pool.items() if v}
         self.known_used = dict.fromkeys(self.known_pool, 0)
         # N counts known cells too: a puzzle is filled to N = min(C, 15, max_cells)
@@ -124,23 +130,27 @@ class ReferenceLayout(Layout):
             if options:
                 best = min(options, key=lambda p: sum(met[idx[c], idx[m]] for m in p["clusters"]))
             else:
-                best = {"clusters": [], "labels": set(), "maybe": set()}
+                best = {"clusters": [], "labels": set(), "maybe": set(), "share": {}}
                 open_puzzles.append(best)
             best["clusters"].append(c)
             if label[c] is not None:
                 best["labels"].add(label[c])
             best["maybe"] |= maybe[c]
+            for t, v in self.shares[c].items():
+                best["share"][t] = max(best["share"].get(t, 0.0), v)
         out = []
         for p in open_puzzles:
             slots = [self._take(group, c, tally) for c in p["clusters"]]
-            fill = [
-                t
-                for t in self.candidates
-                if t in self.known_pool and t not in p["labels"] and t not in p["maybe"]
-            ]
-            for i in self.rng.permutation(len(fill)):
+            free = [t for t in self.candidates if t in self.known_pool and t not in p["labels"]]
+            safe = [t for t in free if t not in p["maybe"]]
+            risky = [t for t in free if t in p["maybe"]]
+            # types no member may be first; then, to reach N cells (a model that lists
+            # every candidate answers only those), types a member may be, least shared first
+            risky.sort(key=lambda t: p["share"].get(t, 0.0))
+            fill = [safe[int(i)] for i in self.rng.permutation(len(safe))] + risky
+            for t in fill:
                 if len(slots) >= size:
                     break
-                slots.append(self._known(fill[int(i)]))
+                slots.append(self._known(t))
             out.append(self._puzzle(group, "reference", slots))
         return out
