@@ -209,3 +209,37 @@ def test_bad_reference_arguments_fail_before_any_model_is_asked(data, kwargs, er
     assert words in str(info.value) + " ".join(getattr(info.value, "__notes__", []))
     assert q.obs.equals(before[0]) and dict(q.uns).keys() == before[1].keys()
     assert ref.obs.equals(before[2])
+
+
+def test_cli_annotates_against_a_reference_file_through_a_served_model(data, tmp_path, capsys):
+    import anndata as ad
+    from tests.tl._annotate_backends import ScriptServer
+
+    from sc_cello1.cli import main
+
+    tbg, ref, query = data
+    q = query[query.obs["fewer"].notna()].copy()
+    q.write_h5ad(tmp_path / "query.h5ad")
+    ref.write_h5ad(tmp_path / "ref.h5ad")
+    truth = TruthModel(tbg, behaviour="permutation")
+
+    def script(genes, candidates, call):
+        return truth._answer([tbg[tuple(g)] for g in genes], candidates)
+
+    with ScriptServer(script) as srv:
+        rc = main(
+            [
+                "annotate", str(tmp_path / "query.h5ad"), "--groupby", "fewer",
+                "--reference", str(tmp_path / "ref.h5ad"), "--reference-key", "cell_type",
+                "--model", "served", "--backend", "openai", "--base-url", srv.url,
+                "--no-ontology", "-o", str(tmp_path / "out.h5ad"),
+            ]
+        )  # fmt: skip
+    assert rc == 0
+    out = ad.read_h5ad(tmp_path / "out.h5ad")
+    truth_by_cluster = q.obs.groupby("fewer", observed=True)["cell_type"].first().astype(str)
+    labels = out.uns["cello1"]["clusters"]["label"].astype(str).reindex(truth_by_cluster.index)
+    assert (labels == truth_by_cluster).all()
+    assert "cello1_reference" in out.obs.columns
+    assert out.uns["cello1"]["params"]["reference"]["label_key"] == "cell_type"
+    assert "known-cell score" in capsys.readouterr().out

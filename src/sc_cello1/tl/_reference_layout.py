@@ -14,9 +14,11 @@ stopping rule) with two changes:
   member's label or plausible type is, each a different reference cell of that type
   (known cells): a permutation model then has one right answer for every cell. Where
   those types are too few, types a member may be (but is not labelled) follow, least
-  transferred first, so that the puzzle still has N cells (a model that lists every
-  candidate answers only puzzles of N cells). Reference cells do not count against a
-  cluster's budget.
+  transferred first, so that the puzzle keeps N cells (the trained format; a model that
+  lists every candidate answers only those), at the risk that such a known cell takes
+  the member's true type (a cluster between two types, whose prior is the wrong one, is
+  then pushed onto its prior in the puzzles where the known cell wins). Reference cells
+  do not count against a cluster's budget.
 """
 
 from __future__ import annotations
@@ -144,8 +146,9 @@ class ReferenceLayout(Layout):
             free = [t for t in self.candidates if t in self.known_pool and t not in p["labels"]]
             safe = [t for t in free if t not in p["maybe"]]
             risky = [t for t in free if t in p["maybe"]]
-            # types no member may be first; then, to reach N cells (a model that lists
-            # every candidate answers only those), types a member may be, least shared first
+            # types no member may be first; then, to reach N cells (the trained format; a
+            # model that lists every candidate answers only those), types a member may be,
+            # least transferred first: such a known cell can take the member's true type
             risky.sort(key=lambda t: p["share"].get(t, 0.0))
             fill = [safe[int(i)] for i in self.rng.permutation(len(safe))] + risky
             for t in fill:
