@@ -6,7 +6,7 @@ After the puzzles: the second opinion per cluster, the known-cell scores and the
 warnings (:func:`reference_results`).
 
 **Votes and the known cells** (documented in ``docs/reference.md``): a puzzle's votes
-count only when at least :data:`MIN_KNOWN_SCORE` of its known (reference) cells were
+count only when at least :data:`MIN_KNOWN_SCORE` (a third) of its known (reference) cells were
 answered with their label; otherwise the whole puzzle gives no votes (its query cells
 still count as asked, so their confidence drops), and a label the model put on a query
 cell while the known cell of that label was answered otherwise becomes a hypothesis of
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 #: Share of a puzzle's known cells that must be answered with their label for its
 #: votes to count.
-MIN_KNOWN_SCORE = 0.5
+MIN_KNOWN_SCORE = 1 / 3
 #: Below this overall known-cell score a warning says the labels are doubtful.
 WARN_KNOWN_SCORE = 0.8
 
@@ -275,7 +275,7 @@ def _warn(overall, right, total, clusters, labels, shown, agrees) -> None:
         logger.warning(
             "annotate: the model answered %d of %d known reference cells with their label "
             "(known-cell score %.2f, below %.2f): its answers are unreliable for these data, "
-            "so puzzles scoring below %.2f gave no votes and confidence is low. Check the "
+            "and puzzles scoring below %.2f gave no votes. Check the "
             "model, its quantisation, prompt and server; see uns[key]['reference'] and "
             "uns[key]['puzzles'][['n_known', 'known_right']].",
             right,

@@ -13,12 +13,13 @@ stopping rule) with two changes:
   max_cells_per_puzzle)`` for ``C`` candidates), one per candidate type that no
   member's label or plausible type is, each a different reference cell of that type
   (known cells): a permutation model then has one right answer for every cell. Where
-  those types are too few, types a member may be (but is not labelled) follow, least
-  transferred first, so that the puzzle keeps N cells (the trained format; a model that
-  lists every candidate answers only those), at the risk that such a known cell takes
-  the member's true type (a cluster between two types, whose prior is the wrong one, is
-  then pushed onto its prior in the puzzles where the known cell wins). Reference cells
-  do not count against a cluster's budget.
+  those types are too few the puzzle keeps fewer cells than candidates; only once the
+  model is seen listing every candidate for fewer cells (it answers only puzzles of N
+  cells) do types a member may be (but is not labelled) follow, least transferred
+  first, at the risk that such a known cell takes the member's true type (a cluster
+  between two types whose prior is the wrong one is then pushed onto its prior in the
+  puzzles where the known cell wins). Reference cells do not count against a
+  cluster's budget.
 """
 
 from __future__ import annotations
@@ -146,11 +147,13 @@ class ReferenceLayout(Layout):
             free = [t for t in self.candidates if t in self.known_pool and t not in p["labels"]]
             safe = [t for t in free if t not in p["maybe"]]
             risky = [t for t in free if t in p["maybe"]]
-            # types no member may be first; then, to reach N cells (the trained format; a
-            # model that lists every candidate answers only those), types a member may be,
-            # least transferred first: such a known cell can take the member's true type
+            # types no member may be first; then, only for a model seen listing every
+            # candidate (it answers only puzzles of N cells), types a member may be, least
+            # transferred first: such a known cell can take the member's true type
             risky.sort(key=lambda t: p["share"].get(t, 0.0))
-            fill = [safe[int(i)] for i in self.rng.permutation(len(safe))] + risky
+            fill = [safe[int(i)] for i in self.rng.permutation(len(safe))]
+            if self.lists_all:
+                fill += risky
             for t in fill:
                 if len(slots) >= size:
                     break
