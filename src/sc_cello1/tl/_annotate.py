@@ -28,9 +28,16 @@ from sc_cello1._logging import logger
 from ._annotate_checks import check_data, check_model, check_run_args, check_target, is_backend
 from ._annotate_collect import Collected, collect
 from ._annotate_plan import cell_context, choose_cells, describe, make_layout
+from ._annotate_reference import (
+    MIN_KNOWN_SCORE,
+    check_reference_args,
+    prepare_reference,
+    reference_results,
+)
 from ._annotate_rounds import Asked, ask_in_rounds, to_puzzle
 from ._cluster_puzzles import MAX_TRAINED_CELLS
 from ._names import NameMatcher, check_distinct_terms, check_ontology, ontology_index
+from ._reference import reference_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,6 +79,14 @@ def annotate(
     backend_kwargs: Mapping[str, Any] | None = None,
     unique: bool | None = None,
     overwrite: bool = False,
+    reference: AnnData | None = None,
+    reference_key: str | None = None,
+    reference_layer: str | None = None,
+    reference_use_raw: bool | None = None,
+    reference_gene_symbols: str | None = None,
+    reference_prior: str = "ingest",
+    reference_model: Any = None,
+    reference_max_epochs: int | None = None,
 ) -> AnnData | None:
     """Annotate clusters with Cell-o1 by solving CellPuzzles built from them.
 
@@ -197,6 +212,30 @@ def annotate(
         Replace existing ``obs``/``uns`` entries under ``key_added`` that a previous
         annotation did not write (a previous annotation is replaced with a warning). A
         ``key_added`` that would write the ``groupby`` column is always refused.
+    reference
+        A labelled AnnData (an atlas, an earlier study; in memory, not a view). Its
+        labels become the candidates (or the user's ``candidates`` are matched onto
+        them), label transfer gives each cluster a prior that lays out the first round
+        and is recorded as a second opinion (never a vote), and its cells fill the
+        puzzles to N cells and N candidates as known-answer cells whose answers score
+        each puzzle. See ``docs/reference.md``.
+    reference_key
+        ``reference.obs`` column with the cell type labels (scanpy ingest's ``obs``).
+    reference_layer
+        Layer of the reference to read (as ``layer``, for the reference).
+    reference_use_raw
+        Read ``reference.raw.X`` (as ``use_raw``, for the reference).
+    reference_gene_symbols
+        ``reference.var`` column with the gene names paired with the query's (as
+        ``gene_symbols``, for the reference).
+    reference_prior
+        ``"ingest"`` (:func:`scanpy.tl.ingest`, default) or ``"scanvi"`` (scvi-tools,
+        the ``scvi`` extra; needs raw counts on both sides).
+    reference_model
+        With ``reference_prior="scanvi"``: a trained ``scvi.model.SCANVI`` of the
+        reference, mapped onto the query scArches-style; ``None`` trains one.
+    reference_max_epochs
+        With ``"scanvi"``: epochs of each training (``None``: scvi-tools' default).
 
     Returns
     -------
@@ -250,7 +289,18 @@ def annotate(
         ``"no answer tag"``, ``"7 items for 2 cells"``, ...), ``voted``, ``conflict``
         (known cells answered against their label), ``n_known``, ``known_right``,
         ``valid_format`` (one item per cell), ``is_permutation`` (and each a distinct
-        candidate), ``finish_reason``, ``n_tokens``.
+        candidate), ``finish_reason``, ``n_tokens``; with a reference also
+        ``known_score`` (``known_right / n_known``).
+    ``adata.obs[f"{key_added}_reference"]``, ``..._reference_share``, ``..._reference_agrees``
+        With a reference only: the prior label of each cell's cluster (the most frequent
+        label transferred onto its cells), its share of the cluster's cells, and whether
+        the model's label is the same.
+    ``adata.uns[key_added]['reference']``
+        With a reference only: per cluster ``reference_label``, ``reference_share``,
+        ``reference_distribution`` (JSON), ``agrees``, ``n_known`` and ``known_right``
+        (known cells beside the cluster in answers that could be read) and
+        ``known_score``. ``params['reference']`` records the reference (cells, types,
+        label key, sha256 of its labels, how the prior was made).
     ``adata.uns[key_added]['proposals']``
         Without ``candidates`` only: one row per question of the proposal stage:
         ``cluster``, ``sample``, ``cell_id``, ``text``, ``answer`` (the proposed name),
@@ -346,6 +396,18 @@ def annotate(
     use_ontology = check_ontology(ontology)
     check_distinct_terms(checked.candidates, use_ontology)
     model = check_model(model, backend, backend_kwargs)
+    ref = check_reference_args(
+        checked,
+        reference=reference,
+        reference_key=reference_key,
+        reference_layer=reference_layer,
+        reference_use_raw=reference_use_raw,
+        reference_gene_symbols=reference_gene_symbols,
+        reference_prior=reference_prior,
+        reference_model=reference_model,
+        reference_max_epochs=reference_max_epochs,
+        n_genes=n_genes,
+    )
     if constrained and checked.candidates is not None and backend != "openai":
         # the longest constrained answer must fit in max_new_tokens: checked with the
         # tokenizer alone (or the backend object's), before any model loads
@@ -371,12 +433,28 @@ def annotate(
         tie_order=tie_order,
         rng=rng,
     )
+    plan = None
+    if ref is not None:  # prior and known cells: before the model loads
+        plan = prepare_reference(
+            ref,
+            checked,
+            candidates=checked.candidates,
+            ontology=use_ontology,
+            method=reference_prior,
+            reference_model=reference_model,
+            max_epochs=reference_max_epochs,
+            n_samples=n_samples,
+            n_genes=n_genes,
+            tie_order=tie_order,
+            seed=seed,
+        )
+        check_distinct_terms(plan.cmap.candidates, use_ontology)
     runner = _load_backend(model, backend, backend_kwargs)
     provenance = _sanitize(_redact(runner.provenance()))
 
     # -- 3. candidates: the user's, or proposed by the model ------------------------------
     proposals = None
-    candidate_list = checked.candidates
+    candidate_list = checked.candidates if plan is None else plan.cmap.candidates
     if candidate_list is None:
         proposals = _propose(
             adata,
@@ -395,13 +473,14 @@ def annotate(
         candidate_list = proposals.candidates
 
     # -- 4. the puzzles, asked in rounds --------------------------------------------------
-    layout = make_layout(
+    layout = (make_layout if plan is None else plan.layout)(
         cells,
-        candidate_list,
+        list(candidate_list),
         n_samples=n_samples,
         max_cells_per_puzzle=max_cells_per_puzzle,
         rng=rng,
     )
+    top_genes = cells.top_genes if plan is None else {**cells.top_genes, **plan.top_genes}
     matcher = NameMatcher(list(candidate_list), ontology=use_ontology)
     logger.info(
         "annotate: %d clusters, %d candidates (%s), up to %d cells per cluster, %s",
@@ -416,13 +495,14 @@ def annotate(
         return to_puzzle(
             laid,
             index,
-            top_genes=cells.top_genes,
+            top_genes=top_genes,
             obs=adata.obs,
             cluster_names=checked.clusters,
             group_names=cells.group_names,
             context=context,
             context_fields=context_fields,
             has_cellxgene=cells.has_cellxgene,
+            known_ids=None if plan is None else plan.known_ids,
         )
 
     cut: dict[str, Any] = {"n_cut": 0, "max_completion_chars": None}
@@ -445,7 +525,12 @@ def annotate(
         return records
 
     asked = ask_in_rounds(
-        layout, n_clusters=len(checked.clusters), build=build, solve=ask, matcher=matcher
+        layout,
+        n_clusters=len(checked.clusters),
+        build=build,
+        solve=ask,
+        matcher=matcher,
+        min_known_score=1.0 if plan is None else MIN_KNOWN_SCORE,
     )
 
     # -- 5. votes and tables ---------------------------------------------------------------
@@ -523,6 +608,32 @@ def annotate(
         params["n_proposals"] = len(proposals.table)
     if use_ontology:
         params["ontology_version"] = ontology_index()[2]
+    extra_obs: dict[str, Any] = {}
+    if plan is not None:
+        extra_obs, ref_table, figures = reference_results(
+            plan,
+            result,
+            asked,
+            clusters=checked.clusters,
+            codes=checked.codes,
+            key_added=key_added,
+        )
+        params["reference"] = {
+            **reference_params(
+                plan.ref,
+                plan.cmap,
+                plan.prior.params,
+                n_known_per_type=plan.n_known_per_type,
+                seed=seed,
+            ),
+            **figures,
+        }
+        params["reference_prior"] = reference_prior
+        params["reference_model"] = describe(reference_model) if reference_model else None
+        params["reference_max_epochs"] = reference_max_epochs
+        result.puzzles["known_score"] = result.puzzles["known_right"] / result.puzzles[
+            "n_known"
+        ].where(result.puzzles["n_known"] > 0)
     uns: dict[str, Any] = {
         "params": _sanitize(params),
         "candidates": {
@@ -538,13 +649,17 @@ def annotate(
     }
     if proposals is not None:
         uns["proposals"] = proposals.table
+    if plan is not None:
+        uns["candidates"]["candidate_source"] = "user" if candidates is not None else "reference"
+        uns["candidates"]["reference"] = plan.cmap.as_uns()
+        uns["reference"] = ref_table
 
     if runner is not model and callable(getattr(runner, "close", None)):
         runner.close()  # the backend annotate built (its connection pool), not the user's
 
     # -- 6. write (the only step that changes adata) --------------------------------------
     target = adata.copy() if copy else adata
-    _write(target, key_added, result, uns)
+    _write(target, key_added, result, uns, extra_obs)
     logger.info(
         "annotate: wrote obs[%r], obs[%r], uns[%r] (%.1f s)",
         key_added,
@@ -684,9 +799,19 @@ def _sanitize(value: Any) -> Any:
     return str(value)
 
 
-def _write(adata: AnnData, key_added: str, result: Collected, uns: dict[str, Any]) -> None:
+def _write(
+    adata: AnnData,
+    key_added: str,
+    result: Collected,
+    uns: dict[str, Any],
+    extra_obs: Mapping[str, Any] | None = None,
+) -> None:
     """Write the results into ``adata`` (the only step that changes it)."""
     obs = adata.obs.copy()
+    stale = [f"{key_added}{s}" for s in ("_reference", "_reference_share", "_reference_agrees")]
+    obs = obs.drop(columns=[c for c in stale if c in obs.columns])  # an earlier reference run
+    for name, values in (extra_obs or {}).items():
+        obs[name] = values
     obs[key_added] = result.obs_labels
     obs[f"{key_added}_confidence"] = result.obs_confidence
     if result.obs_term_ids is not None:

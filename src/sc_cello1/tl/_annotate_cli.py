@@ -130,8 +130,50 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         action="store_true",
         help="replace obs/uns entries under --key-added that a previous annotation did not write",
     )
+    _add_reference_options(p)
     p.set_defaults(func=run_annotate)
     return p
+
+
+def _add_reference_options(p: argparse.ArgumentParser) -> None:
+    """Add the ``--reference*`` options (a labelled reference, see docs/reference.md)."""
+    from ._reference_prior import PRIOR_METHODS
+
+    g = p.add_argument_group("labelled reference")
+    g.add_argument(
+        "--reference",
+        default=None,
+        metavar="REF.h5ad",
+        help="labelled reference: its labels are the candidates (or the --candidates are "
+        "matched onto them), label transfer gives a prior per cluster, its cells fill puzzles",
+    )
+    g.add_argument("--reference-key", default=None, help="reference obs column with the labels")
+    g.add_argument("--reference-layer", default=None, help="reference layer to read")
+    g.add_argument("--reference-use-raw", action="store_true", help="read reference.raw")
+    g.add_argument(
+        "--reference-gene-symbols", default=None, help="reference var column with gene symbols"
+    )
+    g.add_argument(
+        "--reference-prior",
+        default="ingest",
+        choices=list(PRIOR_METHODS),
+        help="label transfer: scanpy's ingest (default) or scANVI (scvi extra, raw counts)",
+    )
+    g.add_argument(
+        "--reference-max-epochs", type=int, default=None, help="scANVI epochs (default: scvi's)"
+    )
+
+
+def _read_reference(args: argparse.Namespace):
+    if args.reference is None:
+        return None
+    import anndata as ad
+
+    source = Path(args.reference)
+    if not source.is_file():
+        msg = f"--reference file {str(source)!r} not found."
+        raise FileNotFoundError(msg)
+    return ad.read_h5ad(source)
 
 
 def read_candidates_file(path: str | os.PathLike) -> list[str]:
@@ -236,6 +278,13 @@ def run_annotate(args: argparse.Namespace) -> int:
         seed=args.seed,
         backend_kwargs=backend_kwargs or None,
         overwrite=args.overwrite,
+        reference=_read_reference(args),
+        reference_key=args.reference_key,
+        reference_layer=args.reference_layer,
+        reference_use_raw=True if args.reference_use_raw else None,
+        reference_gene_symbols=args.reference_gene_symbols,
+        reference_prior=args.reference_prior,
+        reference_max_epochs=args.reference_max_epochs,
     )
     from sc_cello1._io import atomic_path
 
@@ -246,6 +295,10 @@ def run_annotate(args: argparse.Namespace) -> int:
         sys.stdout.write(f"proposed candidates: {', '.join(result['candidates']['names'])}\n")
     columns = ["label", "confidence", "votes", "n_asked", "runner_up", "margin", "n_unmatched"]
     sys.stdout.write(result["clusters"][[*columns, "n_cells"]].to_string() + "\n")
+    if "reference" in result:
+        ref_columns = ["reference_label", "reference_share", "agrees", "known_score"]
+        sys.stdout.write("reference (second opinion, known-cell score per cluster):\n")
+        sys.stdout.write(result["reference"][ref_columns].to_string() + "\n")
     unmatched = result["unmatched"]
     if len(unmatched):
         top = unmatched.sort_values("count", ascending=False).head(10)

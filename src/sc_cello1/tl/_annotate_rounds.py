@@ -48,9 +48,19 @@ class Scored:
 
 
 def score_answer(
-    laid: LaidPuzzle, text: str, matcher: NameMatcher, candidates: Sequence[str]
+    laid: LaidPuzzle,
+    text: str,
+    matcher: NameMatcher,
+    candidates: Sequence[str],
+    *,
+    min_known_score: float = 1.0,
 ) -> Scored:
-    """Read one answer strictly and score its query and known cells."""
+    """Read one answer strictly and score its query and known cells.
+
+    The puzzle is *conflicted* (its votes do not count) when fewer than
+    ``min_known_score`` of its known cells were answered with their label (default:
+    any known cell answered otherwise).
+    """
     items, reason = read_items(text, laid.n_cells)
     n_items = len(items) if items is not None else _n_items(text)
     if items is None:
@@ -67,6 +77,8 @@ def score_answer(
             right += 1
         else:
             conflicts.append(f"known {slot.known!r} answered {item!r}")
+    if conflicts and right >= min_known_score * n_known:
+        conflicts = []
     return Scored(reason, n_items, items, hits, n_known, right, "; ".join(conflicts))
 
 
@@ -86,20 +98,31 @@ def to_puzzle(
     context: str | Callable[[pd.DataFrame], str] | None,
     context_fields: Sequence[str] | Mapping[str, str],
     has_cellxgene: bool,
+    known_ids: Mapping[int, str] | None = None,
 ) -> Puzzle:
-    """Build the :class:`~sc_cello1.data.Puzzle` of a laid-out puzzle."""
+    """Build the :class:`~sc_cello1.data.Puzzle` of a laid-out puzzle.
+
+    Negative rows are reference cells (``known_ids`` names them); the context sentence
+    is the query donor's (from the puzzle's query cells).
+    """
     from sc_cello1.data import Puzzle
 
     rows = [s.row for s in laid.slots]
     obs_names = obs.index.astype(str)
+    query_rows = [r for r in rows if r >= 0]
     text = context_for(
-        obs, rows, context=context, context_fields=context_fields, has_cellxgene=has_cellxgene
+        obs,
+        query_rows,
+        context=context,
+        context_fields=context_fields,
+        has_cellxgene=has_cellxgene,
     )
+    ids = known_ids or {}
     return Puzzle(
         context=text,
         genes=[top_genes[r] for r in rows],
         candidates=list(laid.candidates),
-        cell_ids=[obs_names[r] for r in rows],
+        cell_ids=[obs_names[r] if r >= 0 else ids[r] for r in rows],
         group=group_names[laid.group],
         meta={
             "id": index,
@@ -132,6 +155,7 @@ def ask_in_rounds(
     build: Callable[[LaidPuzzle, int], Puzzle],
     solve: Callable[[list[Puzzle]], Sequence[Mapping[str, Any]]],
     matcher: NameMatcher,
+    min_known_score: float = 1.0,
 ) -> Asked:
     """Lay out, ask and score rounds until no cluster needs an ask or the budget is spent."""
     tally = Tally(n_clusters)
@@ -149,7 +173,9 @@ def ask_in_rounds(
         n_voted = 0
         for i, lp in enumerate(laid):
             rec = by_puzzle.get(i, {})
-            sc = score_answer(lp, str(rec.get("text") or ""), matcher, candidates)
+            sc = score_answer(
+                lp, str(rec.get("text") or ""), matcher, candidates, min_known_score=min_known_score
+            )
             n_voted += sc.voted
             if sc.n_items == len(lp.candidates) > lp.n_cells:
                 layout.lists_all = True
