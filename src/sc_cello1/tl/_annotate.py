@@ -616,9 +616,9 @@ def annotate(
         params["reference_prior"] = reference_prior
         params["reference_model"] = describe(reference_model) if reference_model else None
         params["reference_max_epochs"] = reference_max_epochs
-        result.puzzles["known_score"] = result.puzzles["known_right"] / result.puzzles[
-            "n_known"
-        ].where(result.puzzles["n_known"] > 0)
+        pz = result.puzzles  # NaN where no known cell or the answer could not be read
+        read = (pz["n_known"] > 0) & pz["valid_format"].astype(bool)
+        pz["known_score"] = pz["known_right"] / pz["n_known"].where(read)
     uns: dict[str, Any] = {
         "params": _sanitize(params),
         "candidates": {
