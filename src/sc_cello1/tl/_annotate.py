@@ -571,6 +571,15 @@ def annotate(
         "seed": seed,
         "copy": copy,
         "backend_kwargs": _redact(backend_kwargs) if backend_kwargs else backend_kwargs,
+        # with a reference, "reference" becomes its provenance (below)
+        "reference": None,
+        "reference_key": reference_key,
+        "reference_layer": reference_layer,
+        "reference_use_raw": reference_use_raw,
+        "reference_gene_symbols": reference_gene_symbols,
+        "reference_prior": reference_prior,
+        "reference_model": describe(reference_model) if reference_model is not None else None,
+        "reference_max_epochs": reference_max_epochs,
         # what was used
         "model_name": str(provenance.get("model", provenance.get("name", describe(model)))),
         "model_revision": str(provenance.get("revision", "")),
@@ -613,9 +622,6 @@ def annotate(
             ),
             **figures,
         }
-        params["reference_prior"] = reference_prior
-        params["reference_model"] = describe(reference_model) if reference_model else None
-        params["reference_max_epochs"] = reference_max_epochs
         pz = result.puzzles  # NaN where no known cell or the answer could not be read
         read = (pz["n_known"] > 0) & pz["valid_format"].astype(bool)
         pz["known_score"] = pz["known_right"] / pz["n_known"].where(read)
