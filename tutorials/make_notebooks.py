@@ -152,6 +152,7 @@ tokens, `backend="auto"` picks vLLM).
 """),
     code("""
 import scanpy as sc
+
 import sc_cello1 as cello1
 
 adata = sc.datasets.pbmc68k_reduced()

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--num-generations", type=int, default=1, help="completions per puzzle (default: 1)"
     )
-    # the old name, kept for one release (annotate's --n-samples counts puzzles per cluster)
+    # the old name, kept for one release (annotate's --n-samples: minimum of cells per cluster)
     p.add_argument("--n-samples", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument(

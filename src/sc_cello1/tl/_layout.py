@@ -32,8 +32,8 @@ N candidates, each once):
    ``n_samples`` asks or is *undecided* (agreement below 0.75, the threshold at which
    scOPD re-asks cells; mLLMCelltype flags clusters below 0.7). Clusters share a puzzle
    only when their current labels differ, and an undecided cluster shares none with a
-   cluster labelled as one of its *hypotheses* (the labels it was voted, and those of
-   its two nearest clusters): a puzzle whose other cells carry the undecided cluster's
+   cluster labelled as one of its *hypotheses* (its runner-up, a label it was given
+   over a known cell of that label, and its two nearest clusters' labels): a puzzle whose other cells carry the undecided cluster's
    true type would force it onto another label. Puzzles are padded to N cells with
    decided clusters as known cells (anchors) whose labels are not yet in the puzzle.
 3. **Stop** when no cluster needs an ask, or its budget is spent: at most
