@@ -87,6 +87,7 @@ def test_a_model_answering_known_cells_at_random_ends_with_low_confidence_and_a_
         out, table, _ = _run(data, "over", p=0.0)
     assert table["confidence"].max() <= 0.3
     assert "known-cell score" in caplog.text
+    assert "(one_to_one)" not in caplog.text  # unlabelled because voided, said so
     score = out.uns["cello1"]["params"]["reference"]["known_score"]
     assert score < 0.3 and f"{score:.2f}" in caplog.text
     assert out.uns["cello1"]["puzzles"]["conflict"].astype(bool).mean() > 0.5
