@@ -265,6 +265,7 @@ so. With a GPU, use `model="cell-o1"`. See `docs/reference.md` for the rules.
 import anndata as ad
 import numpy as np
 import scanpy as sc
+
 import sc_cello1 as cello1
 
 full = ad.read_h5ad("../../shared/data/pbmc3k_clustifyr_9types.h5ad")

@@ -584,6 +584,15 @@ def annotate(
         "copy": copy,
         "overwrite": overwrite,
         "backend_kwargs": _redact(backend_kwargs) if backend_kwargs else backend_kwargs,
+        # with a reference, "reference" becomes its provenance (below)
+        "reference": None,
+        "reference_key": reference_key,
+        "reference_layer": reference_layer,
+        "reference_use_raw": reference_use_raw,
+        "reference_gene_symbols": reference_gene_symbols,
+        "reference_prior": reference_prior,
+        "reference_model": describe(reference_model) if reference_model is not None else None,
+        "reference_max_epochs": reference_max_epochs,
         # what was used
         "model_name": str(provenance.get("model", provenance.get("name", describe(model)))),
         "model_revision": str(provenance.get("revision", "")),
@@ -628,12 +637,9 @@ def annotate(
             ),
             **figures,
         }
-        params["reference_prior"] = reference_prior
-        params["reference_model"] = describe(reference_model) if reference_model else None
-        params["reference_max_epochs"] = reference_max_epochs
-        result.puzzles["known_score"] = result.puzzles["known_right"] / result.puzzles[
-            "n_known"
-        ].where(result.puzzles["n_known"] > 0)
+        pz = result.puzzles  # NaN where no known cell or the answer could not be read
+        read = (pz["n_known"] > 0) & pz["valid_format"].astype(bool)
+        pz["known_score"] = pz["known_right"] / pz["n_known"].where(read)
     uns: dict[str, Any] = {
         "params": _sanitize(params),
         "candidates": {

@@ -169,7 +169,7 @@ def collect(
             len(clusters),
             len(candidates),
         )
-    _warn_about_labels(clusters, result, n_asked, unmatched, n_valid)
+    _warn_about_labels(clusters, result, n_asked, unmatched, n_valid, n_conflict)
 
     used = [c for i, c in enumerate(candidates) if i in set(result.labels.tolist())]
     if asked.lists_all and len(used) < len(candidates):
@@ -285,6 +285,7 @@ def _warn_about_labels(
     asked: np.ndarray,
     unmatched: Mapping[tuple[int, str], int],
     n_valid: np.ndarray,
+    n_conflict: np.ndarray | None = None,
 ) -> None:
     """Say which clusters got no label and why, and which labels were ties."""
     reasons = []
@@ -294,6 +295,8 @@ def _warn_about_labels(
         )
         if asked[c] == 0:
             why = "never asked"
+        elif n_conflict is not None and n_conflict[c] == asked[c]:
+            why = "every answer was voided by a known cell answered against its label"
         elif said and sum(n for n, _ in said) == asked[c]:
             shown = ", ".join(f"{t!r} x{n}" if t else f"no item x{n}" for n, t in said[:3])
             why = f"no answer named a candidate ({shown})"
