@@ -25,10 +25,16 @@ import sc_cello1 as cello1
 def data(shared_data):
     import anndata as ad
 
-    cello1.settings.progress = False
     full = ad.read_h5ad(shared_data / "pbmc3k_clustifyr_9types.h5ad")
     ref, query = half_split(full)
     return truth_by_genes(full), ref, partitions(query)
+
+
+@pytest.fixture(autouse=True)
+def _no_progress():
+    # progress bars off for these many runs, restored after (no leak into other tests)
+    with cello1.settings.override(progress=False):
+        yield
 
 
 def _run(data, groupby, *, behaviour="permutation", p=1.0, seed=1, **kwargs):
