@@ -83,7 +83,6 @@ ALLOWED_UP: set[str] = set()
 #: here by the lead: ``from sc_cello1._settings import settings`` / the subpackages.
 ALLOWED_ROOT_IMPORTS = {
     "sc_cello1.tl._annotate_cli",
-    "sc_cello1.tl._benchmark",
     "sc_cello1.tl._cli",
 }
 

@@ -80,3 +80,13 @@ def test_resolved_model_is_not_checked_again(monkeypatch, tmp_path):
     assert check_backend_args(rec, "transformers") == "transformers"
     with pytest.raises(TypeError, match="model name the server knows"):
         check_backend_args(rec, "openai", base_url="http://x/v1")
+
+
+def test_inference_resolve_model_is_models_resolve_with_a_future_warning():
+    import pytest
+
+    import sc_cello1 as cello1
+
+    with pytest.warns(FutureWarning, match="use sc_cello1.models.resolve"):
+        assert cello1.inference.resolve_model is cello1.models.resolve
+    assert "resolve_model" not in cello1.inference.__all__

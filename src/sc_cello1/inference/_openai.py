@@ -215,7 +215,7 @@ class OpenAIBackend:
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Send one chat completion request; return the response's JSON.
 
-        Raises :class:`RequestError` when the request failed after the client's retries
+        Raises ``RequestError`` when the request failed after the client's retries
         or the server answered something that is not a chat completion.
         """
         import openai
@@ -276,7 +276,7 @@ class OpenAIBackend:
         """Yield ``(prompt index, its n completions or the error)`` as each prompt finishes.
 
         The same arguments as :meth:`generate`. A prompt whose request failed after the
-        client's retries is yielded with its :class:`RequestError` and the others go on.
+        client's retries is yielded with its ``RequestError`` and the others go on.
         Closing the iterator (or Ctrl-C while it waits) returns at once: requests not
         sent yet are cancelled; one in flight finishes in the background, unread.
         """
@@ -354,7 +354,7 @@ class OpenAIBackend:
         ``constraints`` cannot be expressed portably over this API and are ignored
         (with a log message); the repair step of :func:`~sc_cello1.tl.solve` still applies.
         The first request that fails after the client's retries raises
-        :class:`RequestError` (use :meth:`generate_each` to keep the others).
+        ``RequestError`` (use :meth:`generate_each` to keep the others).
         """
         out: list[list[Generation] | None] = [None] * len(messages)
         bar = progress_bar(

@@ -12,12 +12,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sc_cello1.models import resolve as resolve_model
-
 if TYPE_CHECKING:
     from sc_cello1.models import ResolvedModel
 
-__all__ = ["fingerprint", "model_provenance", "resolve_model"]
+__all__ = ["fingerprint", "model_provenance"]
 
 
 def fingerprint(path: str | os.PathLike) -> str:

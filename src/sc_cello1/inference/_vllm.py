@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sc_cello1._logging import log_elapsed, logger
+from sc_cello1.models import resolve as resolve_model
 
 from ._base import DEFAULT_MAX_NEW_TOKENS, AnswerConstraint, Generation, check_generate_args
-from ._resolve import model_provenance, resolve_model
+from ._resolve import model_provenance
 
 _INSTALL = "pip install 'sc-cello1[vllm]'"
 

@@ -309,7 +309,7 @@ def annotate(
 
     Notes
     -----
-    **Puzzle layout** (details in :mod:`sc_cello1.tl._layout` and
+    **Puzzle layout** (details in ``sc_cello1.tl._layout`` and
     ``docs/annotation.md``). A trained puzzle has N cells and N candidates, each used
     once; per donor, ``N = min(len(candidates), 15, max_cells_per_puzzle, k)`` for
     ``k`` clusters. Round 1 splits the clusters into ``ceil(k / N)`` puzzles of

@@ -60,7 +60,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
 
     add_server_options(p)
     p.add_argument("--layer", default=None, help="layer with the expression values")
-    p.add_argument("--use-raw", action="store_true", help="rank genes in adata.raw")
+    p.add_argument("--use-raw", action="store_true", default=None, help="rank genes in adata.raw")
     p.add_argument("--gene-symbols", default=None, help="var column with gene symbols")
     p.add_argument(
         "--use-rep",
@@ -76,6 +76,13 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--donor-key", default=None, help="obs column with donors: puzzles per donor")
     p.add_argument(
         "--context", default=None, help="donor context sentence (default: from CELLxGENE columns)"
+    )
+    p.add_argument(
+        "--context-fields",
+        nargs="+",
+        default=(),
+        metavar="COLUMN",
+        help="further obs columns appended to the CELLxGENE context sentence",
     )
     p.add_argument("--n-genes", type=int, default=50, help="top genes per cell (default: 50)")
     p.add_argument(
@@ -149,7 +156,9 @@ def _add_reference_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--reference-key", default=None, help="reference obs column with the labels")
     g.add_argument("--reference-layer", default=None, help="reference layer to read")
-    g.add_argument("--reference-use-raw", action="store_true", help="read reference.raw")
+    g.add_argument(
+        "--reference-use-raw", action="store_true", default=None, help="read reference.raw"
+    )
     g.add_argument(
         "--reference-gene-symbols", default=None, help="reference var column with gene symbols"
     )
@@ -258,9 +267,10 @@ def run_annotate(args: argparse.Namespace) -> int:
         model=args.model,
         backend=args.backend,
         context=args.context,
+        context_fields=tuple(args.context_fields),
         donor_key=args.donor_key,
         layer=args.layer,
-        use_raw=True if args.use_raw else None,
+        use_raw=args.use_raw,
         gene_symbols=args.gene_symbols,
         n_genes=args.n_genes,
         n_samples=args.n_samples,
@@ -281,7 +291,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         reference=_read_reference(args),
         reference_key=args.reference_key,
         reference_layer=args.reference_layer,
-        reference_use_raw=True if args.reference_use_raw else None,
+        reference_use_raw=args.reference_use_raw,
         reference_gene_symbols=args.reference_gene_symbols,
         reference_prior=args.reference_prior,
         reference_max_epochs=args.reference_max_epochs,

@@ -219,17 +219,11 @@ def _plot(table: pd.DataFrame, reported: pd.DataFrame, prov: Mapping[str, Any], 
 @contextlib.contextmanager
 def _model_cache(cache_dir: str | os.PathLike | None, mirror: str | None) -> Iterator[None]:
     """Let the backend resolve the model with ``cache_dir``/``mirror`` (restored after)."""
-    from sc_cello1 import settings
+    from sc_cello1._settings import settings
 
-    saved = (settings._cache_dir, settings.mirror)
-    try:
-        if cache_dir is not None:
-            settings.cache_dir = cache_dir
-        if mirror is not None:
-            settings.mirror = mirror
+    changes = {"cache_dir": cache_dir, "mirror": mirror}
+    with settings.override(**{k: v for k, v in changes.items() if v is not None}):
         yield
-    finally:
-        settings._cache_dir, settings.mirror = saved
 
 
 def _pinned(model: Any, backend_name: str, cache_dir: Any, download: bool) -> Any:
