@@ -134,9 +134,8 @@ def _trainer(
             every_n_train_steps=cfg.save_steps or None,
         )
     )
-    if not progress_disabled() and not any(
-        type(c).__name__.endswith("ProgressBar") for c in callbacks
-    ):
+    show_bar = not progress_disabled() and tkw.get("enable_progress_bar", True)
+    if show_bar and not any(type(c).__name__.endswith("ProgressBar") for c in callbacks):
         callbacks.append(_step_progress_bar(cfg))
     # Accumulation and clipping happen in GRPOModule.update (manual optimisation).
     trainer_args: dict[str, Any] = {
