@@ -99,7 +99,7 @@ def test_vllm_structured_output_and_solve(vllm_backend):
         model=vllm_backend,
         constrained=True,
         max_new_tokens=400,
-        n_samples=2,
+        num_generations=2,
         temperature=1.0,
     )
     for r in res:
@@ -209,7 +209,7 @@ def test_auto_runs_vllm_on_cuda_with_structured_outputs(tiny_qwen2):
         backend="auto",
         constrained=True,
         max_new_tokens=300,
-        n_samples=2,
+        num_generations=2,
         temperature=1.0,
         backend_kwargs={
             "max_model_len": MAX_MODEL_LEN,
