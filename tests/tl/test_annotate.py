@@ -255,10 +255,14 @@ def test_donor_key_builds_puzzles_per_donor():
         "2",
         "3",
     ]
-    # n_samples asks per cluster, pooled over donors: clusters 2 and 3 once in each donor
-    assert uns["clusters"]["n_asked"].tolist() == [2] * 6
+    # n_samples asks per cluster as a query, pooled over donors: clusters 2 and 3 once in
+    # each donor; an anchor's answer (a decided cluster shown as a known cell) is an ask too
     rows = uns["reasoning"]
+    anchors = rows[rows["known"] != ""].groupby("cluster").size()
     rows = rows[rows["known"] == ""]
+    assert rows.groupby("cluster").size().tolist() == [2] * 6
+    expected = [2 + int(anchors.get(c, 0)) for c in uns["clusters"].index]
+    assert uns["clusters"]["n_asked"].tolist() == expected
     for c in "23":
         assert sorted(rows[rows["cluster"] == c]["donor"]) == ["A", "B"]
     assert uns["clusters"]["label"].astype(str).tolist() == TYPES[:6]

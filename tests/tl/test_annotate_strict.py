@@ -327,7 +327,7 @@ def test_cost_is_recorded_and_bounded():
     assert json.loads(puzzles["clusters"].iloc[0])  # cell order recorded
 
 
-def test_known_cells_answered_against_their_label_void_the_puzzle():
+def test_an_anchor_answered_against_its_label_is_a_vote_for_its_own_cluster():
     adata, markers = marker_adata(4)
     model = permutation_model(markers)
 
@@ -345,10 +345,15 @@ def test_known_cells_answered_against_their_label_void_the_puzzle():
         adata, candidates=TYPES[:4], model=ScriptedBackend(script), n_genes=5, n_samples=2
     )
     uns = adata.uns["cello1"]
-    puzzles = uns["puzzles"]
-    conflicted = puzzles[puzzles["conflict"] != ""]
-    assert len(conflicted) > 0 and not conflicted["voted"].any()
-    assert conflicted["reason"].eq("ok").all()  # read fine, voided by its known cells
-    assert uns["clusters"]["n_conflict"].sum() == sum(
-        sum(k is None for k in json.loads(known)) for known in conflicted["known"]
-    )
+    rows = uns["reasoning"]
+    anchors = rows[rows["known"] != ""]
+    against = anchors[anchors["matched"] != anchors["known"]]
+    assert len(against) > 0
+    # the model does not know which cells are anchors: an anchor's item is an answer about
+    # its own cluster (a vote), and the other cells of its puzzle still vote
+    assert against["counted"].all()
+    assert (uns["puzzles"]["conflict"] == "").all()  # only reference cells void a puzzle
+    assert uns["clusters"]["n_conflict"].sum() == 0
+    for c, n in uns["clusters"]["n_asked"].items():
+        mine = rows[(rows["cluster"] == c) & ((rows["known"] == "") | rows["counted"])]
+        assert n == len(mine)

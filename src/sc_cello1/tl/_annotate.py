@@ -261,9 +261,9 @@ def annotate(
         to no CL term).
     ``adata.uns[key_added]['clusters']``
         DataFrame indexed by cluster: ``label``, ``confidence``, ``votes``,
-        ``n_asked`` (times shown as a query cell), ``n_valid`` (answers read with one
-        item per cell), ``n_conflict`` (answers voided by a known cell answered against
-        its label), ``n_unmatched`` (asks whose answer named no candidate or could not
+        ``n_asked`` (answers about it: as a query cell, or as an anchor whose item
+        voted), ``n_valid`` (answers read with one item per cell), ``n_conflict``
+        (answers voided by reference cells answered against their labels), ``n_unmatched`` (asks whose answer named no candidate or could not
         vote), ``runner_up``, ``runner_up_votes``, ``margin`` (``(votes -
         runner_up_votes) / n_asked``), ``tied``, ``overridden`` (``one_to_one`` gave a
         label other than the most voted), ``n_cells`` and, with the ontology,
@@ -287,10 +287,12 @@ def annotate(
         (its think part), ``answer`` (authors' rule, display), ``repaired`` (display
         only; creates no vote), ``reason`` (why it did or did not vote: ``"ok"``,
         ``"no answer tag"``, ``"7 items for 2 cells"``, ...), ``voted``, ``conflict``
-        (known cells answered against their label), ``n_known``, ``known_right``,
+        (known labels answered on none of their known cells), ``n_known`` (known
+        cells), ``n_spare`` (known cells that repeat a known label, to fill a puzzle
+        to N cells), ``known_right`` (known labels answered on one of their cells),
         ``valid_format`` (one item per cell), ``is_permutation`` (and each a distinct
         candidate), ``finish_reason``, ``n_tokens``; with a reference also
-        ``known_score`` (``known_right / n_known``).
+        ``known_score`` (``known_right / (n_known - n_spare)``).
     ``adata.obs[f"{key_added}_reference"]``, ``..._reference_share``, ``..._reference_agrees``
         With a reference only: the prior label of each cell's cluster (the most frequent
         label transferred onto its cells), its share of the cluster's cells, and whether
@@ -639,7 +641,7 @@ def annotate(
         }
         pz = result.puzzles  # NaN where no known cell or the answer could not be read
         read = (pz["n_known"] > 0) & pz["valid_format"].astype(bool)
-        pz["known_score"] = pz["known_right"] / pz["n_known"].where(read)
+        pz["known_score"] = pz["known_right"] / (pz["n_known"] - pz["n_spare"]).where(read)
     uns: dict[str, Any] = {
         "params": _sanitize(params),
         "candidates": {

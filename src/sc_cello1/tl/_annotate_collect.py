@@ -1,9 +1,13 @@
 """Stage 5 of ``tl.annotate``: labels from the counted votes, the tables for ``uns``.
 
 An answer item is a vote for a candidate only when the answer was read strictly (one
-item per cell, see :func:`sc_cello1._answer.read_items`), no known cell of its puzzle
-was answered against its label, and the item names the candidate (:class:`NameMatcher`);
-repaired answers are kept for display and create no vote.
+item per cell, see :func:`sc_cello1._answer.read_items`), its puzzle is not
+*conflicted* (with a reference: too few reference cells answered with their label), and
+the item names the candidate (:class:`NameMatcher`). A query cell's item is a vote for
+its cluster, and so is an anchor's (a decided cluster shown as a known cell), except a
+*spare*'s (a further cell of an anchor, shown to fill a puzzle to N cells) answered with
+another label: one candidate cannot go to both. Repaired answers are kept for display
+and create no vote.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ def _puzzle_row(
         "voted": sc.voted,
         "conflict": sc.conflict,
         "n_known": sc.n_known,
+        "n_spare": sc.n_spare,
         "known_right": sc.known_right,
         "valid_format": sc.items is not None,
         "is_permutation": sc.items is not None
@@ -105,9 +110,10 @@ def _walk(asked: Asked, clusters: Sequence[str], candidates: Sequence[str]) -> _
             item = None if sc.items is None else sc.items[pos]
             hit = sc.hits[pos]
             sample = -1
-            if not slot.is_known:
+            counts = bool(sc.counts and sc.counts[pos])
+            if slot.cluster >= 0 and (not slot.is_known or counts):
                 cluster = slot.cluster
-                out.votes.append((cluster, hit if sc.voted else None))
+                out.votes.append((cluster, hit if counts else None))
                 out.n_valid[cluster] += sc.items is not None
                 out.n_conflict[cluster] += bool(sc.conflict)
                 if hit is None:
@@ -128,7 +134,7 @@ def _walk(asked: Asked, clusters: Sequence[str], candidates: Sequence[str]) -> _
                     "known": slot.known or "",
                     "answer": item or "",
                     "matched": "" if hit is None else candidates[hit],
-                    "counted": bool(sc.voted and not slot.is_known and hit is not None),
+                    "counted": bool(counts and hit is not None),
                 }
             )
         out.puzzle_rows.append(_puzzle_row(puzzle, laid, rec, sc))

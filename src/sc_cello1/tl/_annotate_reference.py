@@ -198,7 +198,7 @@ def _known_by_cluster(asked: Asked, n_clusters: int) -> tuple[np.ndarray, np.nda
         if sc.items is None:
             continue
         for c in {s.cluster for s in laid.slots if not s.is_known}:
-            shown[c] += sc.n_known
+            shown[c] += sc.n_scored
             right[c] += sc.known_right
     return shown, right
 
@@ -251,7 +251,7 @@ def reference_results(
         ),
         f"{key_added}_reference_agrees": np.where(valid, agrees[at], False),
     }
-    total = sum(int(s.n_known) for s in asked.scored if s.items is not None)
+    total = sum(int(s.n_scored) for s in asked.scored if s.items is not None)
     right = sum(int(s.known_right) for s in asked.scored if s.items is not None)
     overall = right / total if total else float("nan")
     figures = {

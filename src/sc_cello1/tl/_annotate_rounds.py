@@ -11,8 +11,9 @@ puzzle's votes do not count).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sc_cello1._answer import read_items, split_slots, strict_answer
@@ -40,10 +41,18 @@ class Scored:
     n_known: int
     known_right: int
     conflict: str
+    n_spare: int = 0
+    #: per slot: whether its item is a vote for its cluster
+    counts: list[bool] = field(default_factory=list)
+
+    @property
+    def n_scored(self) -> int:
+        """Known labels scored: known cells less spares (repeats of a known label)."""
+        return self.n_known - self.n_spare
 
     @property
     def voted(self) -> bool:
-        """Whether the answer's query items counted as votes."""
+        """Whether the answer's items counted as votes (read strictly, no conflict)."""
         return self.items is not None and not self.conflict
 
 
@@ -57,29 +66,57 @@ def score_answer(
 ) -> Scored:
     """Read one answer strictly and score its query and known cells.
 
-    The puzzle is *conflicted* (its votes do not count) when fewer than
-    ``min_known_score`` of its known cells were answered with their label (default:
-    any known cell answered otherwise).
+    Known cells are scored per label: a label shown on several known cells (*spares*,
+    where the data have too few labels to fill a puzzle to N cells) can be answered on
+    one of them only by a model that uses each candidate once, so the label is right
+    when one of its known cells was answered with it. The puzzle is *conflicted* (its
+    votes do not count) when fewer than ``min_known_score`` of its known labels were
+    right (default: any known label answered on none of its cells).
     """
     items, reason = read_items(text, laid.n_cells)
     n_items = len(items) if items is not None else _n_items(text)
+    known_cells = [s.known for s in laid.slots if s.known is not None]
+    n_known = len(known_cells)
+    n_spare = n_known - len(set(known_cells))
     if items is None:
-        n_known = sum(s.is_known for s in laid.slots)
-        return Scored(reason, n_items, None, [None] * laid.n_cells, n_known, 0, "")
+        no = [False] * laid.n_cells
+        return Scored(reason, n_items, None, [None] * laid.n_cells, n_known, 0, "", n_spare, no)
     hits = [matcher.match(item) if item else None for item in items]
-    n_known = right = 0
-    conflicts = []
+    answered: dict[str, list[str]] = {}
+    right: set[str] = set()
     for slot, item, hit in zip(laid.slots, items, hits, strict=True):
-        if not slot.is_known:
-            continue
-        n_known += 1
+        if slot.known is None or slot.cluster >= 0:
+            continue  # anchors (clusters of the query) vote; reference cells are scored
+        answered.setdefault(slot.known, []).append(item)
         if hit is not None and candidates[hit] == slot.known:
-            right += 1
-        else:
-            conflicts.append(f"known {slot.known!r} answered {item!r}")
-    if conflicts and right >= min_known_score * n_known:
+            right.add(slot.known)
+    conflicts = [
+        f"known {label!r} answered {' / '.join(repr(i) for i in got)}"
+        for label, got in answered.items()
+        if label not in right
+    ]
+    if conflicts and len(right) >= min_known_score * len(answered):
         conflicts = []
-    return Scored(reason, n_items, items, hits, n_known, right, "; ".join(conflicts))
+    conflict = "; ".join(conflicts)
+    shown = Counter(known_cells)
+    counts = []
+    for slot, hit in zip(laid.slots, hits, strict=True):
+        if conflict or slot.cluster < 0:
+            counts.append(False)
+        elif slot.known is None:
+            counts.append(True)
+        else:  # an anchor votes; a spare's item is forced unless it is its label
+            got = hit is not None and candidates[hit] == slot.known
+            counts.append(shown[slot.known] == 1 or got)
+    # the table scores anchors as well as reference cells
+    n_right = len(
+        {
+            s.known
+            for s, h in zip(laid.slots, hits, strict=True)
+            if s.known is not None and h is not None and candidates[h] == s.known
+        }
+    )
+    return Scored(reason, n_items, items, hits, n_known, n_right, conflict, n_spare, counts)
 
 
 def _n_items(text: str) -> int:
@@ -179,21 +216,23 @@ def ask_in_rounds(
             n_voted += sc.voted
             if sc.n_items == len(lp.candidates) > lp.n_cells:
                 layout.lists_all = True
+            # known labels answered on none of their cells: a query given one of them
+            # may be of that type (a hypothesis, not a vote)
             displaced = set()
-            if sc.conflict and sc.items is not None:
-                displaced = {
-                    s.known
-                    for s, h in zip(lp.slots, sc.hits, strict=True)
-                    if s.is_known and (h is None or candidates[h] != s.known)
+            if sc.items is not None:
+                displaced = {s.known for s in lp.slots if s.known is not None} - {
+                    candidates[h] for h in sc.hits if h is not None
                 }
-            for slot, hit in zip(lp.slots, sc.hits, strict=True):
-                if slot.is_known:
+            for slot, hit, counts in zip(
+                lp.slots, sc.hits, sc.counts or [False] * lp.n_cells, strict=True
+            ):
+                if slot.cluster < 0 or (slot.is_known and not counts):
                     continue
                 if hit is not None and candidates[hit] in displaced:
                     tally.hinted[slot.cluster][candidates[hit]] += 1
                 tally.asked[slot.cluster] += 1
-                tally.counted[slot.cluster] += sc.voted
-                if sc.voted and hit is not None:
+                tally.counted[slot.cluster] += counts
+                if counts and hit is not None:
                     tally.votes[slot.cluster][candidates[hit]] += 1
             asked.laid.append(lp)
             asked.puzzles.append(puzzles[i])

@@ -414,74 +414,7 @@ class Layout:
         return out
 
     def _packed(self, group: int, tally: Tally) -> list[LaidPuzzle]:
-        """Later rounds for a model that lists every candidate: puzzles of exactly N cells.
+        """Later rounds for a model that lists every candidate (:func:`._layout_packed.packed`)."""
+        from ._layout_packed import packed
 
-        Such a model can vote only in a puzzle of N cells, so no label constraint may
-        make a puzzle smaller; the clusters that need an ask are spread over
-        ``ceil(q / N)`` puzzles so as to avoid, in this order, two cells of one current
-        label, a cell labelled as another's hypothesis (its runner-up, its neighbours'
-        labels), neighbours in ``use_rep``, and pairs that met before; each puzzle is then
-        filled to N cells with further clusters on the same rule (decided ones as known
-        cells).
-        """
-        cs = self.groups[group]
-        size = self.size[group]
-        queries = [c for c in cs if self._needs_ask(group, c, tally)]
-        if not queries:
-            return []
-        idx = {c: i for i, c in enumerate(cs)}
-        labels = {c: tally.label(c) for c in cs}
-        hyp = {c: self._hypotheses(group, c, tally) for c in cs}
-        met, near = self.met[group], self.near[group]
-
-        def cost(members: list[int], c: int) -> float:
-            out = 0.0
-            for m in members:
-                if labels[c] is not None and labels[c] == labels[m]:
-                    out += 100.0
-                if labels[m] in hyp[c] or labels[c] in hyp[m]:
-                    out += 30.0
-                if near[idx[c], idx[m]] or near[idx[m], idx[c]]:
-                    out += 10.0
-                out += met[idx[c], idx[m]]
-            return out
-
-        queries = [queries[i] for i in self.rng.permutation(len(queries))]
-        queries.sort(key=lambda c: tally.agreement(c))
-        parts: list[list[int]] = [[] for _ in range(-(-len(queries) // size))]
-        for c in queries:
-            open_parts = [p for p in parts if len(p) < size]
-            min(open_parts, key=lambda p: cost(p, c)).append(c)
-        reserved: Counter = Counter(queries)
-        out = []
-        for part in parts:
-            others = [c for c in cs if c not in part]
-            others = [others[i] for i in self.rng.permutation(len(others))]
-            while len(part) < size:
-                ok = [
-                    c
-                    for c in others
-                    if c not in part
-                    and self._left(group, c) - reserved[c] > 0
-                    and tally.shown[c] + reserved[c] < self.budget
-                ]
-                if not ok:
-                    break
-                pick = min(ok, key=lambda c: cost(part, c))
-                reserved[pick] += 1
-                part.append(pick)
-            if len(part) < size:
-                continue  # a smaller puzzle cannot vote with this model
-            slots = [
-                self._take(
-                    group,
-                    c,
-                    tally,
-                    known=labels[c]
-                    if c not in queries and tally.decided(c, self.n_samples)
-                    else None,
-                )
-                for c in part
-            ]
-            out.append(self._puzzle(group, "N cells", slots))
-        return out
+        return packed(self, group, tally)

@@ -15,11 +15,13 @@ stopping rule) with two changes:
   (known cells): a permutation model then has one right answer for every cell. Where
   those types are too few the puzzle keeps fewer cells than candidates; only once the
   model is seen listing every candidate for fewer cells (it answers only puzzles of N
-  cells) do types a member may be (but is not labelled) follow, least transferred
-  first, at the risk that such a known cell takes the member's true type (a cluster
-  between two types whose prior is the wrong one is then pushed onto its prior in the
-  puzzles where the known cell wins). Reference cells do not count against a
-  cluster's budget.
+  cells) is it filled to N cells with *spares*: further reference cells of the types
+  already filled (a model that uses each candidate once gives the type to one of them
+  and a spare candidate to the others; a type counts as answered right when one of its
+  cells got it). Types a member may be (but is not labelled) are used only when no
+  other type is left, least transferred first, at the risk that such a known cell
+  takes the member's true type. Reference cells do not count against a cluster's
+  budget.
 """
 
 from __future__ import annotations
@@ -153,7 +155,9 @@ class ReferenceLayout(Layout):
             risky.sort(key=lambda t: p["share"].get(t, 0.0))
             fill = [safe[int(i)] for i in self.rng.permutation(len(safe))]
             if self.lists_all:
-                fill += risky
+                # spares: further reference cells of the types already filled (one gets
+                # the label, the rest spare candidates); risky types only without any
+                fill = fill + fill * size if fill else risky
             for t in fill:
                 if len(slots) >= size:
                     break

@@ -1,0 +1,139 @@
+"""Later rounds of :class:`~sc_cello1.tl._layout.Layout` for a model that lists every candidate.
+
+Such a model answers with N items whatever the number of cells, so only puzzles of
+exactly N cells can vote; :func:`packed` lays them out (see its docstring and
+``docs/annotation.md``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._layout import LaidPuzzle, Layout, Tally
+
+
+def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
+    """Later rounds for a model that lists every candidate: puzzles of exactly N cells.
+
+    Such a model can vote only in a puzzle of N cells. Queries share a puzzle only
+    when they *clash* with none of its cells: two cells of one current label, a cell
+    labelled as another's hypothesis (its runner-up, hints, its neighbours' labels) or
+    neighbours in ``use_rep`` (pairs that met before are avoided next). Each puzzle is
+    then filled to N cells with decided clusters as known cells: first labels not yet
+    in the puzzle, then, where the data have too few such labels, further cells of an
+    anchor already in the puzzle (*spares*: a model that uses each candidate once
+    gives the label to one of them and a spare candidate to the rest, so no query
+    cell has to lose its type). Only where even that cannot reach N cells
+    is a clash allowed, least costly first (:func:`clash_cost`).
+    """
+    cs = layout.groups[group]
+    size = layout.size[group]
+    queries = [c for c in cs if layout._needs_ask(group, c, tally)]
+    if not queries:
+        return []
+    idx = {c: i for i, c in enumerate(cs)}
+    labels = {c: tally.label(c) for c in cs}
+    hyp = {c: layout._hypotheses(group, c, tally) for c in cs}
+    met, near = layout.met[group], layout.near[group]
+
+    # labels the votes (not the neighbours) say a query may be: two queries that may
+    # both be one type compete for it
+    voted = {c: set(tally.votes[c]) | set(tally.hinted[c]) for c in queries}
+
+    def clashes(c: int, m: int) -> bool:
+        lc, lm = labels[c], labels[m]
+        if lc is not None and (lc == lm or lc in hyp[m]):
+            return True
+        if lm is not None and lm in hyp[c]:
+            return True
+        if c in voted and m in voted and voted[c] & voted[m]:
+            return True
+        return bool(near[idx[c], idx[m]] or near[idx[m], idx[c]])
+
+    def met_with(part: list[int], c: int) -> float:
+        return float(sum(met[idx[c], idx[m]] for m in part))
+
+    queries = [queries[i] for i in layout.rng.permutation(len(queries))]
+    queries.sort(key=lambda c: tally.agreement(c))
+    parts: list[list[int]] = []
+    for c in queries:
+        options = [p for p in parts if len(p) < size and not any(clashes(c, m) for m in p)]
+        if options:
+            min(options, key=lambda p: met_with(p, c)).append(c)
+        else:
+            parts.append([c])
+    in_query = set(queries)
+    reserved: Counter = Counter(queries)
+
+    def free(c: int) -> bool:
+        left = layout._left(group, c) - reserved[c]
+        return left > 0 and tally.shown[c] + reserved[c] < layout.budget
+
+    anchors = [c for c in cs if c not in in_query and tally.decided(c, layout.n_samples)]
+    out = []
+    for part in parts:
+        members = list(part)
+        known: list[int] = []
+        order = [anchors[i] for i in layout.rng.permutation(len(anchors))]
+        # known cells: new labels first, then spares of a label a known cell has
+        for spare in (False, True):
+            for a in sorted(order, key=lambda a: met_with(members, a)):
+                if len(members) >= size:
+                    break
+                if not free(a) or any(clashes(a, q) for q in part):
+                    continue  # (a query's label is never a known cell's label)
+                if not spare and labels[a] in {labels[m] for m in members}:
+                    continue
+                if spare and a not in known:
+                    continue  # a spare is a further cell of an anchor in the puzzle
+                reserved[a] += 1
+                members.append(a)
+                known.append(a)
+        # last resort: the least costly clash (a smaller puzzle cannot vote at all)
+        while len(members) < size:
+            ok = [a for a in cs if a not in members and free(a)]
+            if not ok:
+                break
+            pick = min(ok, key=lambda a: clash_cost(layout, members, a, labels, hyp, idx, group))
+            reserved[pick] += 1
+            members.append(pick)
+            if pick not in in_query and tally.decided(pick, layout.n_samples):
+                known.append(pick)
+        if len(members) < size:
+            for m in members:
+                reserved[m] -= 1
+            continue  # a smaller puzzle cannot vote with this model
+        slots = [
+            layout._take(
+                group, m, tally, known=labels[m] if i >= len(part) and m in known else None
+            )
+            for i, m in enumerate(members)
+        ]
+        out.append(layout._puzzle(group, "N cells", slots))
+    return out
+
+
+def clash_cost(
+    layout: Layout,
+    members: list[int],
+    c: int,
+    labels: Mapping[int, str | None],
+    hyp: Mapping[int, set[str]],
+    idx: Mapping[int, int],
+    group: int,
+) -> float:
+    """Cost of putting ``c`` beside ``members``: same label, hypothesis, neighbours, met."""
+    met, near = layout.met[group], layout.near[group]
+    out = 0.0
+    for m in members:
+        if labels[c] is not None and labels[c] == labels[m]:
+            out += 100.0
+        if labels[m] in hyp[c] or labels[c] in hyp[m]:
+            out += 30.0
+        if near[idx[c], idx[m]] or near[idx[m], idx[c]]:
+            out += 10.0
+        out += met[idx[c], idx[m]]
+    return out
