@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 from sc_cello1._answer import normalize_label
 from sc_cello1._config import VerbConfig, option
 from sc_cello1._logging import logger
-from sc_cello1._validate import check_bool, check_int, is_sequence
+from sc_cello1._validate import check_int, is_sequence
 from sc_cello1.inference._base import BackendName
 
 from ._cluster_puzzles import MAX_TRAINED_CELLS
@@ -29,6 +29,7 @@ from ._verb_options import (
     backend_option,
     batch_size_option,
     describe,
+    flag_check,
     max_new_tokens_option,
     model_option,
     temperature_option,
@@ -134,14 +135,6 @@ def check_candidates(candidates: Any, *, warn: bool = True) -> list[str] | None:
 def _integer(name: str, minimum: int) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         check_int(name, value, minimum)
-
-    return check
-
-
-def _flag(name: str, *, optional: bool = False) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        if not (optional and value is None):
-            check_bool(name, value)
 
     return check
 
@@ -258,7 +251,7 @@ class AnnotateConfig(VerbConfig):
         validate=_name("layer", "the name of a layer"),
     )
     use_raw: bool | None = option(
-        None, help="Rank genes in adata.raw.X.", validate=_flag("use_raw", optional=True)
+        None, help="Rank genes in adata.raw.X.", validate=flag_check("use_raw", optional=True)
     )
     gene_symbols: str | None = option(
         None,
@@ -291,17 +284,17 @@ class AnnotateConfig(VerbConfig):
         False,
         help="Clusters and types match one to one: distinct labels (default: each cluster "
         "its most voted type).",
-        validate=_flag("one_to_one"),
+        validate=flag_check("one_to_one"),
     )
     ontology: bool | None = option(
         None,
         help="Match names through the Cell Ontology and write CL IDs (default: when installed).",
-        validate=_flag("ontology", optional=True),
+        validate=flag_check("ontology", optional=True),
     )
     constrained: bool = option(
         False,
         help="Constrained decoding of the answer, where the backend supports it.",
-        validate=_flag("constrained"),
+        validate=flag_check("constrained"),
     )
     batch_size: int | None = batch_size_option()
     key_added: str = option("cello1", help="obs/uns key of the results.", validate=_check_key_added)
@@ -313,12 +306,14 @@ class AnnotateConfig(VerbConfig):
         help="Seed of the representative cells, the layout, the shuffling and sampling.",
         validate=_integer("seed", 0),
     )
-    copy: bool = option(False, help="Return an annotated copy.", validate=_flag("copy"), cli=False)
+    copy: bool = option(
+        False, help="Return an annotated copy.", validate=flag_check("copy"), cli=False
+    )
     backend_kwargs: Mapping[str, Any] | None = backend_kwargs_option()
     overwrite: bool = option(
         False,
         help="Replace obs/uns entries under key_added that a previous annotation did not write.",
-        validate=_flag("overwrite"),
+        validate=flag_check("overwrite"),
     )
     reference: Any = option(
         None,

@@ -23,6 +23,8 @@ from ._verb_options import (
     backend_kwargs_option,
     backend_option,
     batch_size_option,
+    check_seed,
+    flag_check,
     max_new_tokens_option,
     model_option,
 )
@@ -65,12 +67,6 @@ def _check_data_revision(value: Any) -> None:
         raise ValueError(msg)
 
 
-def _check_seed(value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        msg = f"seed={value!r} must be an integer or None."
-        raise TypeError(msg)
-
-
 def _check_weights_dir(value: Any) -> None:
     if value is not None and not isinstance(value, str | os.PathLike):
         msg = f"weights_dir must be a folder path or None, got {type(value).__name__}."
@@ -80,12 +76,6 @@ def _check_weights_dir(value: Any) -> None:
 def _check_mirror(value: Any) -> None:
     if value is not None and not isinstance(value, str):
         msg = f"mirror must be a base URL (a string) or None, got {type(value).__name__}."
-        raise TypeError(msg)
-
-
-def _check_download(value: Any) -> None:
-    if not isinstance(value, bool):
-        msg = f"download must be True or False, got {value!r}."
         raise TypeError(msg)
 
 
@@ -134,7 +124,7 @@ class BenchmarkConfig(VerbConfig):
     backend: BackendName = backend_option()
     batch_size: int | None = batch_size_option()
     seed: int | None = option(
-        0, help="Seed of the --limit subset (and of the backend).", validate=_check_seed
+        0, help="Seed of the --limit subset (and of the backend).", validate=check_seed
     )
     weights_dir: Any = option(
         None,
@@ -151,7 +141,7 @@ class BenchmarkConfig(VerbConfig):
     download: bool = option(
         True,
         help="Fetch what is missing; False: make no request (all must be cached).",
-        validate=_check_download,
+        validate=flag_check("download"),
         cli=False,  # the command line's --offline
     )
     backend_kwargs: Mapping[str, Any] | None = backend_kwargs_option()

@@ -45,7 +45,7 @@ _DEFAULT_BATCH = {"transformers": 8, "vllm": 1024, "openai": 64}
 
 
 class SolveResult(list):
-    """The records of :func:`solve` (a list of dicts) with a :attr:`provenance` dict."""
+    """The records of :func:`solve` (a list of dicts) with a ``provenance`` dict."""
 
     def __init__(
         self, records: Sequence[dict[str, Any]] = (), provenance: dict[str, Any] | None = None
@@ -414,7 +414,7 @@ def _provenance(
     outcome: Any,
     records: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Return what :attr:`SolveResult.provenance` records: the backend's and the settings."""
+    """Return what ``SolveResult.provenance`` records: the backend's and the settings."""
     from sc_cello1._version import __version__
     from sc_cello1.data import PROMPT_VERSION
 

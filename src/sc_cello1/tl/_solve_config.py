@@ -20,6 +20,8 @@ from ._verb_options import (
     backend_kwargs_option,
     backend_option,
     batch_size_option,
+    check_seed,
+    flag_check,
     max_new_tokens_option,
     model_option,
     temperature_option,
@@ -34,27 +36,12 @@ def _check_num_generations(value: Any) -> None:
         raise ValueError(msg)
 
 
-def _check_seed(value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        msg = f"seed={value!r} must be an integer or None."
-        raise TypeError(msg)
-
-
 def _check_style(value: Any) -> None:
     from sc_cello1.data import PROMPT_STYLES
 
     if value not in PROMPT_STYLES:
         msg = f"style={value!r} is not a prompt style; use one of {list(PROMPT_STYLES)}."
         raise ValueError(msg)
-
-
-def _flag(name: str) -> Any:
-    def check(value: Any) -> None:
-        if not isinstance(value, bool):
-            msg = f"{name} must be True or False, got {value!r}."
-            raise TypeError(msg)
-
-    return check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,25 +74,25 @@ class SolveConfig(VerbConfig):
     )
     temperature: float = temperature_option()
     max_new_tokens: int = max_new_tokens_option()
-    seed: int | None = option(0, help="Random seed of sampling.", validate=_check_seed)
+    seed: int | None = option(0, help="Random seed of sampling.", validate=check_seed)
     style: PromptStyle = option(
         "eval",
         help="Prompt layout: eval (the paper's evaluation prompt), sft or rl.",
         validate=_check_style,
     )
     constrained: bool = option(
-        False, help="Constrain the answers to the candidates.", validate=_flag("constrained")
+        False, help="Constrain the answers to the candidates.", validate=flag_check("constrained")
     )
     repair: bool = option(
         True,
         help="Add 'repaired': one candidate per cell, near misses mapped to candidates.",
-        validate=_flag("repair"),
+        validate=flag_check("repair"),
     )
     one_to_one: bool = option(
         True,
         help="Each candidate at most once in 'repaired' and constrained answers, where there "
         "are no more cells than candidates.",
-        validate=_flag("one_to_one"),
+        validate=flag_check("one_to_one"),
     )
     cache_dir: Any = answer_cache_option(
         "Resumable cache folder of finished puzzles (the command line's default: "
@@ -116,5 +103,5 @@ class SolveConfig(VerbConfig):
     skip_failed: bool = option(
         False,
         help="Return the answered puzzles only (with a warning) when some fail.",
-        validate=_flag("skip_failed"),
+        validate=flag_check("skip_failed"),
     )

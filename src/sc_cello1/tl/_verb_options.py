@@ -11,7 +11,7 @@ parameters is in :data:`sc_cello1._config.SHARED_DOCS`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sc_cello1._config import option
@@ -24,7 +24,9 @@ __all__ = [
     "backend_option",
     "batch_size_option",
     "check_model_and_backend",
+    "check_seed",
     "describe",
+    "flag_check",
     "is_backend",
     "max_new_tokens_option",
     "model_option",
@@ -86,6 +88,24 @@ def check_answer_cache(value: Any) -> None:
     from ._solve_run import check_cache_dir
 
     check_cache_dir(value)
+
+
+def flag_check(name: str, *, optional: bool = False) -> Callable[[Any], None]:
+    """Return the check of a boolean field: ``True`` or ``False`` (or ``None``), nothing else."""
+    from sc_cello1._validate import check_bool
+
+    def check(value: Any) -> None:
+        if not (optional and value is None):
+            check_bool(name, value)
+
+    return check
+
+
+def check_seed(value: Any) -> None:
+    """Refuse a seed that is not ``None`` or a whole number."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        msg = f"seed={value!r} must be an integer or None."
+        raise TypeError(msg)
 
 
 def _redact(value: Mapping[str, Any]) -> dict[str, Any]:
