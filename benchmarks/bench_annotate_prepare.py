@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import sparse
 
 from sc_cello1.tl._annotate_checks import check_data
+from sc_cello1.tl._annotate_config import AnnotateConfig
 from sc_cello1.tl._annotate_plan import choose_cells, make_layout
 from sc_cello1.tl._layout import Tally
 
@@ -63,17 +64,14 @@ def main() -> None:
     )
     for donor_key in (None, "donor"):
         start = time.perf_counter()
-        checked = check_data(
-            adata, "leiden", candidates=candidates, context=None, context_fields=(),
-            donor_key=donor_key, layer=None, use_raw=None, gene_symbols=None, use_rep=None,
-            n_genes=50, n_samples=args.samples, max_cells_per_puzzle=15, key_added="cello1", seed=0,
+        config = AnnotateConfig(
+            groupby="leiden", candidates=candidates, donor_key=donor_key, n_genes=50,
+            n_samples=args.samples, max_cells_per_puzzle=15,
         )  # fmt: skip
+        checked = check_data(adata, config)
         t_validate = time.perf_counter() - start
         rng = np.random.default_rng(0)
-        cells = choose_cells(
-            adata, checked, context=None, context_fields=(), donor_key=donor_key, n_genes=50,
-            n_samples=args.samples, tie_order="position", rng=rng,
-        )  # fmt: skip
+        cells = choose_cells(adata, checked, config, rng=rng)
         layout = make_layout(
             cells, candidates, n_samples=args.samples, max_cells_per_puzzle=15, rng=rng
         )

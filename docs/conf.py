@@ -71,8 +71,6 @@ nitpick_ignore_regex = [
 nitpick_ignore = [
     ("py:func", "answer_regex"),  # inference/_vllm.py: sc_cello1.inference._constrained...
     ("py:func", "label_similarity"),  # inference/_repair.py
-    ("py:attr", "provenance"),  # tl/_solve.py: SolveResult.provenance
-    ("py:attr", "sc_cello1.settings.default_model"),  # tl/_annotate.py
     # torch.nn.Module.training, which autosummary lists as an attribute of GRPOModule
     ("py:obj", "sc_cello1.train.GRPOModule.training"),
 ]

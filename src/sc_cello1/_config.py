@@ -15,7 +15,7 @@ The machinery behind the settings of ``tl.annotate``, ``tl.solve`` and ``tl.benc
   field's default (no copied default, no missing flag) and ``choices`` from the
   ``Literal``; :func:`config_from_args` reads them back.
 - :func:`doc_params` fills shared parameter text, written once in :data:`SHARED_DOCS`,
-  into docstrings (scanpy's ``_doc_params``).
+  into docstrings (scanpy's ``_doc_params``; they live in :mod:`sc_cello1._docs`).
 
 Nothing here imports more than the standard library.
 """
@@ -25,13 +25,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
+import os
 import types
 import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
+
+from ._docs import SHARED_DOCS, doc_params
 
 __all__ = [
     "SHARED_DOCS",
@@ -44,7 +46,6 @@ __all__ = [
 ]
 
 C = TypeVar("C", bound="VerbConfig")
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: A check returns ``None`` when the value is fine, else a sentence saying what to pass.
 Check = Callable[[Any], "str | None"]
@@ -58,9 +59,12 @@ def option(
     help: str,
     check: Check | None = None,
     cli: bool = True,
-    flag: str | None = None,
+    flag: str | tuple[str, ...] | None = None,
     factory: Callable[[], Any] | None = None,
     params: bool = True,
+    validate: Callable[[Any], Any] | None = None,
+    record: Callable[[Any], Any] | None = None,
+    cli_kwargs: Mapping[str, Any] | None = None,
 ) -> Any:
     """Declare a field of a :class:`VerbConfig`.
 
@@ -77,17 +81,39 @@ def option(
         Whether the command line offers the field (``False`` for Python objects such as
         a callable or a backend).
     flag
-        The command-line flag; default ``--`` and the field name with dashes.
+        The command-line flag (or flags, such as ``("-o", "--output-dir")``); default
+        ``--`` and the field name with dashes.
     factory
         Builds the default (for mutable defaults).
     params
         Whether :meth:`VerbConfig.params` records the field.
+    validate
+        Called with the value in place of the checks of its type (choices, bool, int):
+        it raises its own error (the checks a verb had before it had a config, whose
+        messages users know); its return value is ignored. ``check`` still runs after.
+    record
+        How :meth:`VerbConfig.params` records the value (``describe`` for a Python
+        object, ``redact`` for keywords that may hold secrets); default: as it is,
+        JSON-friendly.
+    cli_kwargs
+        Further ``add_argument`` keywords (``nargs``, ``metavar``, ``type``,
+        ``required``), for a field whose type is wider than what a command line gives
+        (a model: a name or a Python object).
 
     Returns
     -------
     A :func:`dataclasses.field`.
     """
-    metadata = {"help": help, "check": check, "cli": cli, "flag": flag, "params": params}
+    metadata = {
+        "help": help,
+        "check": check,
+        "cli": cli,
+        "flag": flag,
+        "params": params,
+        "validate": validate,
+        "record": record,
+        "cli_kwargs": dict(cli_kwargs or {}),
+    }
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -174,9 +200,13 @@ class VerbConfig:
         where = f"{self._VERB or type(self).__name__}: "
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            problem = _check_type(f.name, value, hints[f.name])
-            if problem is not None:
-                raise problem[0](where + problem[1])
+            validate = f.metadata.get("validate")
+            if validate is not None:
+                validate(value)  # the field's own checks, in place of those of its type
+            else:
+                problem = _check_type(f.name, value, hints[f.name])
+                if problem is not None:
+                    raise problem[0](where + problem[1])
             check = f.metadata.get("check")
             if check is not None and value is not None:
                 sentence = check(value)
@@ -200,7 +230,30 @@ class VerbConfig:
         TypeError
             An unknown keyword, or an old name given together with its new name.
         """
-        kwargs = rename_keywords(cls, kwargs, stacklevel=3)
+        return cls._from_kwargs(kwargs, stacklevel=4)
+
+    @classmethod
+    def from_locals(cls: type[C], values: Mapping[str, Any]) -> C:
+        """Build the config from a verb's ``locals()`` (every keyword of its signature).
+
+        An old keyword left at ``None`` (the signature's default) is dropped; one that is
+        given replaces its new name when that is at its default (a FutureWarning), and
+        both given raise. Call it first in the verb, before any other local is made.
+        """
+        kwargs = dict(values)
+        for old, new in cls._OLD_NAMES.items():
+            if old not in kwargs:
+                continue
+            if kwargs[old] is None:
+                del kwargs[old]
+            elif new in kwargs and kwargs[new] == _default(_field(cls, new)):
+                del kwargs[new]
+        return cls._from_kwargs(kwargs, stacklevel=4)
+
+    @classmethod
+    def _from_kwargs(cls: type[C], kwargs: dict[str, Any], *, stacklevel: int) -> C:
+        # stacklevel: frames between rename_keywords' caller and the user's call
+        kwargs = rename_keywords(cls, kwargs, stacklevel=stacklevel)
         names = set(cls.field_names())
         unknown = sorted(set(kwargs) - names)
         if unknown:
@@ -225,11 +278,14 @@ class VerbConfig:
         Paths become strings, tuples lists, mappings dicts; fields declared with
         ``params=False`` (Python objects such as a backend) are left out.
         """
-        return {
-            f.name: _jsonable(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.metadata.get("params", True)
-        }
+        out = {}
+        for f in dataclasses.fields(self):
+            if not f.metadata.get("params", True):
+                continue
+            value = getattr(self, f.name)
+            record = f.metadata.get("record")
+            out[f.name] = _jsonable(value if record is None or value is None else record(value))
+        return out
 
 
 def rename_keywords(
@@ -263,8 +319,8 @@ def rename_keywords(
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
@@ -291,12 +347,20 @@ def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def _flag(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+def _flags(f: dataclasses.Field) -> tuple[str, ...]:
+    flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    return (flag,) if isinstance(flag, str) else tuple(flag)
 
 
 def _argument(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
     """Return the ``add_argument`` keywords that parse field ``f`` of type ``tp``."""
+    given = f.metadata.get("cli_kwargs") or {}
+    if "type" in given or "action" in given:
+        return dict(given)
+    return {**_parse(f, tp), **given}
+
+
+def _parse(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
     allowed = choices_of(tp)
     base = _base(tp)
     origin = get_origin(base)
@@ -359,7 +423,9 @@ def add_config_options(
             continue
         default = _default(f)
         text = f.metadata.get("help", "")
-        if not only_given:
+        if (f.metadata.get("cli_kwargs") or {}).get("required"):
+            pass
+        elif not only_given:
             text += " (default: %(default)s)"
         else:
             text += f" (default: {default!r})".replace("%", "%%")
@@ -369,11 +435,12 @@ def add_config_options(
             "help": text,
             **_argument(f, hints[f.name]),
         }
-        parser.add_argument(_flag(f), **kwargs)
+        parser.add_argument(*_flags(f), **kwargs)
         added.append(f.name)
     for old, new in getattr(cls, "_OLD_NAMES", {}).items():
         if new in added:
             extra = _argument(fields[new], hints[new])
+            extra.pop("required", None)
             parser.add_argument(
                 "--" + old.replace("_", "-"),
                 dest=f"_old_{old}",
@@ -430,55 +497,3 @@ def config_from_args(args: argparse.Namespace, cls: type[C], **extra: Any) -> C:
 
 def _field(cls: type, name: str) -> dataclasses.Field:
     return next(f for f in dataclasses.fields(cls) if f.name == name)
-
-
-# ----------------------------------------------------------------------------- docs
-
-#: Parameter text shared by several verbs, written once (fill with :func:`doc_params`).
-SHARED_DOCS: dict[str, str] = {
-    "doc_model": """\
-model
-        A registered name (``cello1.models.available()``), a model folder, a ``.gguf``
-        file, a :class:`~sc_cello1.models.ResolvedModel`, a built backend, or with
-        ``backend="openai"`` the server's model name; default
-        ``cello1.settings.default_model``.""",
-    "doc_backend": """\
-backend
-        ``"transformers"``, ``"vllm"``, ``"openai"`` or ``"auto"`` (default): what
-        ``cello1.settings.default_backend`` names, and while that is ``"auto"``, vLLM
-        when it is importable and CUDA is present, else transformers (see
-        :func:`~sc_cello1.inference.choose_backend`).""",
-    "doc_max_new_tokens": """\
-max_new_tokens
-        Cap on the tokens generated per answer (reasoning included).""",
-}
-
-
-def doc_params(**docs: str) -> Callable[[F], F]:
-    """Fill ``{name}`` placeholders of a docstring with shared text (scanpy's ``_doc_params``).
-
-    Only the names given are replaced, so other braces in the docstring stay as they
-    are. The text keeps the indentation of numpydoc parameters (8 spaces for the
-    description lines of a function's docstring).
-
-    Examples
-    --------
-    >>> @doc_params(doc_max_new_tokens=SHARED_DOCS["doc_max_new_tokens"])
-    ... def f(*, max_new_tokens=10):
-    ...     '''Do it.
-    ...
-    ...     Parameters
-    ...     ----------
-    ...     {doc_max_new_tokens}
-    ...     '''
-    >>> "Cap on the tokens" in f.__doc__
-    True
-    """
-    pattern = re.compile(r"\{(" + "|".join(map(re.escape, docs)) + r")\}") if docs else None
-
-    def decorate(obj: F) -> F:
-        if obj.__doc__ and pattern is not None:
-            obj.__doc__ = pattern.sub(lambda m: docs[m.group(1)], obj.__doc__)
-        return obj
-
-    return decorate

@@ -157,6 +157,9 @@ def flag_names(parser: argparse.ArgumentParser, command: str = "") -> dict[str, 
         names.setdefault(action.dest, longs[0])
         if isinstance(action, argparse._StoreTrueAction):
             names.setdefault(f"{action.dest}=True", longs[0])
+        if isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+            names.setdefault(f"{action.dest}=True", longs[0])
+            names.setdefault(f"{action.dest}=False", longs[-1])
     names.update(_FLAG_OVERRIDES.get(command, {}))
     return names
 

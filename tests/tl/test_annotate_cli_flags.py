@@ -1,49 +1,133 @@
-"""Every tl.annotate keyword a command-line user can set has a flag with the same default."""
+"""Every keyword of tl.annotate, tl.solve and tl.benchmark a command-line user can set has a
+flag with the same default (the options are generated from the verbs' configs)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
+
+import pytest
 
 import sc_cello1 as cello1
 from sc_cello1.tl._annotate_cli import add_annotate_parser
+from sc_cello1.tl._annotate_config import AnnotateConfig
+from sc_cello1.tl._benchmark_cli import register as register_benchmark
+from sc_cello1.tl._benchmark_config import BenchmarkConfig
+from sc_cello1.tl._cli import register as register_solve
+from sc_cello1.tl._solve_config import SolveConfig
 
 #: Keywords the command line does not offer, each with its reason.
 NOT_ON_THE_COMMAND_LINE = {
-    "adata": "the IN.h5ad argument",
-    "copy": "the command writes OUT.h5ad; the input file is never changed",
-    "backend_kwargs": "set in parts: --base-url, --api-key, --timeout, --max-retries, ...",
-    "unique": "deprecated alias of one_to_one",
-    "reference_model": "a Python object (a trained model)",
+    "annotate": {
+        "adata": "the IN.h5ad argument",
+        "copy": "the command writes OUT.h5ad; the input file is never changed",
+        "backend_kwargs": "set in parts: --base-url, --api-key, --timeout, --max-retries, ...",
+        "unique": "deprecated alias of one_to_one",
+        "reference_model": "a Python object (a trained model)",
+    },
+    "solve": {
+        "puzzles": "the PUZZLES argument",
+        "backend_kwargs": "set in parts: --base-url, --api-key, --timeout, --max-retries, ...",
+        "unique": "deprecated alias of one_to_one",
+        "n_samples": "deprecated alias of num_generations",
+    },
+    "benchmark": {
+        "download": "--offline",
+        "backend_kwargs": "set in parts: --base-url, --api-key, --timeout, --max-retries, ...",
+        "cache_dir": "deprecated alias of weights_dir",
+    },
+}
+
+VERBS = {
+    "annotate": (cello1.tl.annotate, AnnotateConfig),
+    "solve": (cello1.tl.solve, SolveConfig),
+    "benchmark": (cello1.tl.benchmark, BenchmarkConfig),
 }
 
 
-def _annotate_parser() -> argparse.ArgumentParser:
+def _parser(verb: str) -> argparse.ArgumentParser:
     sub = argparse.ArgumentParser().add_subparsers()
-    return add_annotate_parser(sub)
+    if verb == "annotate":
+        return add_annotate_parser(sub)
+    (register_solve if verb == "solve" else register_benchmark)(sub)
+    return sub.choices[verb]
 
 
-def test_every_annotate_keyword_has_a_flag_whose_default_is_the_signatures():
-    actions = {a.dest: a for a in _annotate_parser()._actions}
+def _config_default(cls: type, name: str):
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_every_keyword_has_a_flag_whose_default_is_the_signatures(verb):
+    function, config = VERBS[verb]
+    actions = {a.dest: a for a in _parser(verb)._actions}
+    skip = NOT_ON_THE_COMMAND_LINE[verb]
     missing, different = [], []
-    for name, param in inspect.signature(cello1.tl.annotate).parameters.items():
-        if name in NOT_ON_THE_COMMAND_LINE:
+    for name, param in inspect.signature(function).parameters.items():
+        if name in skip:
             continue
         if name not in actions:
             missing.append(name)
             continue
         default = actions[name].default
-        want = param.default
+        # a required keyword (solve's model): the flag's default is the config's
+        want = _config_default(config, name) if param.default is param.empty else param.default
         if (tuple(default) if isinstance(default, list) else default) != want:
             different.append(f"{name}: flag {default!r}, signature {want!r}")
     assert missing == [], f"keywords without a flag: {missing}"
     assert different == [], "defaults that differ:\n" + "\n".join(different)
-    assert set(NOT_ON_THE_COMMAND_LINE) <= set(inspect.signature(cello1.tl.annotate).parameters)
+    assert set(skip) <= set(inspect.signature(function).parameters)
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_signature_and_config_name_the_same_settings_with_the_same_defaults(verb):
+    function, config = VERBS[verb]
+    params = inspect.signature(function).parameters
+    old = set(config._OLD_NAMES)
+    positional = {"adata", "puzzles"}
+    assert set(params) - old - positional == set(config.field_names())
+    for name in config.field_names():
+        if params[name].default is not params[name].empty:
+            assert params[name].default == _config_default(config, name), name
+
+
+def test_choices_on_the_command_line_come_from_the_literal_types():
+    from sc_cello1.data import SPLITS
+    from sc_cello1.inference import BACKENDS
+
+    for verb in VERBS:
+        actions = {a.dest: a for a in _parser(verb)._actions}
+        assert actions["backend"].choices == list(BACKENDS), verb
+    bench = {a.dest: a for a in _parser("benchmark")._actions}
+    assert bench["split"].choices == list(SPLITS)
+    assert bench["leakage_by"].choices == ["ranked", "set"]
+    solve = {a.dest: a for a in _parser("solve")._actions}
+    assert solve["style"].choices == ["eval", "sft", "rl"]
 
 
 def test_context_fields_and_use_raw_reach_annotate_as_typed():
-    parser = _annotate_parser()
+    parser = _parser("annotate")
     args = parser.parse_args(["x.h5ad", "-o", "y.h5ad", "--context-fields", "smoker", "stage"])
     assert tuple(args.context_fields) == ("smoker", "stage") and args.use_raw is None
     args = parser.parse_args(["x.h5ad", "-o", "y.h5ad", "--use-raw", "--reference-use-raw"])
     assert args.use_raw is True and args.reference_use_raw is True
+    args = parser.parse_args(["x.h5ad", "-o", "y.h5ad", "--candidates", "B cell", "T cell"])
+    assert args.candidates == ["B cell", "T cell"] and args.ontology is None
+
+
+def test_old_flags_are_hidden_and_map_to_the_new_names_with_a_warning():
+    from sc_cello1._config import config_from_args
+
+    parser = _parser("benchmark")
+    assert "--cache-dir" not in parser.format_help() and "--weights-dir" in parser.format_help()
+    args = parser.parse_args(["--model", "m", "-o", "out", "--cache-dir", "w"])
+    with pytest.warns(FutureWarning, match="--cache-dir is deprecated.*--weights-dir"):
+        config = config_from_args(args, BenchmarkConfig)
+    assert config.weights_dir == "w"
+    parser = _parser("solve")
+    args = parser.parse_args(["p.jsonl", "-o", "o.jsonl", "--n-samples", "3", "--no-unique"])
+    with pytest.warns(FutureWarning, match="--n-samples is deprecated"):
+        config = config_from_args(args, SolveConfig)
+    assert config.num_generations == 3 and config.one_to_one is False

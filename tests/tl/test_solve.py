@@ -365,3 +365,37 @@ def test_smollm2_end_to_end_on_pbmc(smollm2, pbmc68k, tmp_path):
     assert again.provenance["n_from_cache"] == 2 and [r["text"] for r in again] == [
         r["text"] for r in res
     ]
+
+
+def test_old_unique_keyword_warns_and_is_one_to_one(scripted):
+    with pytest.warns(FutureWarning, match=r"unique= -> one_to_one="):
+        res = solve(_puzzles(1), model=scripted, max_new_tokens=20, unique=False)
+    assert res.provenance["one_to_one"] is False
+    with pytest.raises(TypeError, match=r"both unique= \(old name\) and one_to_one="):
+        solve(_puzzles(1), model=scripted, unique=True, one_to_one=False)
+
+
+def test_answers_cached_under_the_previous_release_key_are_still_read(scripted, tmp_path):
+    from sc_cello1._secrets import redact
+    from sc_cello1.tl._solve import _jsonable
+    from sc_cello1.tl._solve_run import cache_key, key_settings
+
+    puzzles = _puzzles(2)
+    solve(puzzles, model=scripted, cache_dir=tmp_path, max_new_tokens=20)
+    prov = redact(_jsonable(scripted.provenance()))
+    common = {"temperature": 0.0, "max_new_tokens": 20, "seed": 0, "constraint": None}
+    # move every entry to the key the previous release wrote (``n_samples``)
+    for p in puzzles:
+        messages = p.messages("eval")
+        new = (
+            tmp_path
+            / f"{cache_key(messages, key_settings(prov, num_generations=1, **common))}.json"
+        )
+        old = cache_key(messages, key_settings(prov, n_samples=1, **common))
+        stored = json.loads(new.read_text())
+        new.unlink()
+        (tmp_path / f"{old}.json").write_text(json.dumps({**stored, "key": old}))
+    c = Counting(scripted)
+    again = solve(puzzles, model=c, cache_dir=tmp_path, max_new_tokens=20)
+    assert c.prompts == 0 and again.provenance["n_from_cache"] == 2
+    assert len(list(tmp_path.glob("*.json"))) == 4  # copied to the new keys

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from ._puzzle import Puzzle
 
-#: The splits of the public dataset.
-SPLITS = ("train", "test", "reasoning")
+#: A split of the public dataset.
+Split = Literal["train", "test", "reasoning"]
+
+#: The splits of the public dataset (the choices of :data:`Split`).
+SPLITS: tuple[str, ...] = get_args(Split)
 
 #: Registry name of the dataset (see ``cello1.models.available()``).
 DATASET = "cellpuzzles"

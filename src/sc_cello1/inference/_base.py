@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 #: Default cap on new tokens per completion (the paper's evaluation uses 3,500).
 DEFAULT_MAX_NEW_TOKENS = 3500
 
-#: Names accepted by ``backend=``.
-BACKENDS: tuple[str, ...] = ("auto", "transformers", "vllm", "openai")
+#: A name accepted by ``backend=`` (``"auto"``: see :func:`~sc_cello1.inference.choose_backend`).
+BackendName = Literal["auto", "transformers", "vllm", "openai"]
+
+#: Names accepted by ``backend=`` (the choices of :data:`BackendName`).
+BACKENDS: tuple[str, ...] = get_args(BackendName)
 
 
 @dataclass

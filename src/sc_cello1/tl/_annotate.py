@@ -1,43 +1,44 @@
 """``cello1.tl.annotate``: label clusters with Cell-o1 by voting over CellPuzzles.
 
-The flow reads top-down, one module per stage:
+The keyword signature builds an :class:`~sc_cello1.tl._annotate_config.AnnotateConfig`
+first (every setting checked); :func:`run_annotate` then reads top-down, one module per
+stage:
 
-1. :mod:`._annotate_checks` — every argument checked, nothing loaded;
+1. :mod:`._annotate_checks` — the settings against the data, the model and the
+   reference; nothing loaded;
 2. :mod:`._annotate_plan` — the distinct cells each cluster may show, their top genes;
 3. :mod:`._propose` — with ``candidates=None``, the model's free-text cell types per
    cluster, merged into the candidate list;
 4. :mod:`._annotate_rounds` — puzzles laid out round by round (:mod:`._layout`),
    answered by :func:`~sc_cello1.tl.solve` (cached, resumable) and read strictly;
 5. :mod:`._annotate_collect` — labels from the counted votes, ``uns`` tables;
-6. :func:`_write` — the only step that changes ``adata``.
+6. :mod:`._annotate_results` — ``params`` and ``uns`` built, then written: the only
+   step that changes ``adata``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sc_cello1._config import SHARED_DOCS, doc_params
 from sc_cello1._logging import logger
+from sc_cello1.inference._base import BackendName
 
-from ._annotate_checks import check_data, check_model, check_run_args, check_target, is_backend
-from ._annotate_collect import Collected, collect
-from ._annotate_plan import cell_context, choose_cells, describe, make_layout
-from ._annotate_reference import (
-    MIN_KNOWN_SCORE,
-    check_reference_args,
-    prepare_reference,
-    reference_results,
-)
-from ._annotate_rounds import Asked, ask_in_rounds, to_puzzle
+from ._annotate_ask import load_backend, solve_puzzles
+from ._annotate_collect import collect
+from ._annotate_config import AnnotateConfig, PriorMethod, TieOrder
+from ._annotate_plan import choose_cells, make_layout
+from ._annotate_ready import check_all
+from ._annotate_reference import MIN_KNOWN_SCORE, prepare_reference
+from ._annotate_results import build_results, cost, redact, sanitize, write
+from ._annotate_rounds import ask_in_rounds, to_puzzle
 from ._cluster_puzzles import MAX_TRAINED_CELLS
-from ._names import NameMatcher, check_distinct_terms, check_ontology, ontology_index
-from ._reference import reference_params
+from ._names import NameMatcher, check_distinct_terms
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,16 +46,17 @@ if TYPE_CHECKING:
 
     from sc_cello1.inference import Backend
 
-_TIE_ORDERS = ("position", "authors")
+__all__ = ["annotate", "run_annotate"]
 
 
+@doc_params(**SHARED_DOCS)
 def annotate(
     adata: AnnData,
     groupby: str = "leiden",
     *,
     candidates: Sequence[str] | None = None,
     model: str | os.PathLike | Backend | None = None,
-    backend: str = "auto",
+    backend: BackendName = "auto",
     context: str | Callable[[pd.DataFrame], str] | None = None,
     context_fields: Sequence[str] | Mapping[str, str] = (),
     donor_key: str | None = None,
@@ -63,7 +65,7 @@ def annotate(
     gene_symbols: str | None = None,
     use_rep: str | None = None,
     n_genes: int = 50,
-    tie_order: str = "position",
+    tie_order: TieOrder = "position",
     n_samples: int = 5,
     temperature: float = 0.0,
     max_new_tokens: int = 3500,
@@ -84,7 +86,7 @@ def annotate(
     reference_layer: str | None = None,
     reference_use_raw: bool | None = None,
     reference_gene_symbols: str | None = None,
-    reference_prior: str = "ingest",
+    reference_prior: PriorMethod = "ingest",
     reference_model: Any = None,
     reference_max_epochs: int | None = None,
 ) -> AnnData | None:
@@ -125,14 +127,8 @@ def annotate(
     candidates
         The cell types to choose from (distinct names). ``None``: the model proposes
         them first (see above).
-    model
-        A registered model name (see :mod:`sc_cello1.models`), a local model folder,
-        a ``.gguf`` file, for ``backend="openai"`` the name the server knows, or a
-        backend object built by :func:`sc_cello1.inference.get_backend`. ``None``:
-        :attr:`sc_cello1.settings.default_model`.
-    backend
-        ``"auto"`` (vLLM with CUDA, else transformers), ``"transformers"``, ``"vllm"``
-        or ``"openai"``. Ignored when ``model`` is a backend object.
+    {doc_model}
+    {doc_backend}
     context
         The donor context sentence: a string, or a callable that gets the puzzle's
         ``obs`` rows (in cell order) and returns the sentence. ``None``: the authors'
@@ -173,11 +169,9 @@ def annotate(
         that many cells. A cluster still in doubt is asked again, up to its *budget* of
         ``3 * n_samples`` cells (query and known cells together). Below 3 the
         confidence can take only a few values (a warning says so).
-    temperature
-        Sampling temperature; ``0`` is greedy decoding as in the paper's evaluation (the
-        samples still differ by their cells and cell order).
-    max_new_tokens
-        Cap on generated tokens per answer (the paper's evaluation: 3,500).
+    {doc_temperature}
+        The samples still differ by their cells and cell order.
+    {doc_max_new_tokens}
     max_cells_per_puzzle
         Largest number of cells in one puzzle (CellPuzzles has 8 to 15).
     one_to_one
@@ -191,21 +185,17 @@ def annotate(
     constrained
         Restrict the ``<answer>`` part of the puzzle answers to the candidates while
         decoding, where the backend supports it (see :func:`sc_cello1.tl.solve`).
-    batch_size
-        Prompts per generation batch; ``None``: the :func:`~sc_cello1.tl.solve` default.
+    {doc_batch_size}
     key_added
         Key under which the results are written to ``obs`` and ``uns`` (existing entries
         are overwritten, with a warning).
-    cache_dir
-        Folder where each finished question and puzzle is stored, so that an interrupted
-        run resumes.
+    {doc_answer_cache}
+        Every question of the proposal stage and every puzzle is stored.
     seed
         Seed of the representative cells, the puzzle layout, the shuffling and sampling.
     copy
         Return an annotated copy instead of writing into ``adata``.
-    backend_kwargs
-        Passed to :func:`sc_cello1.inference.get_backend` (``device_map``, ``dtype``,
-        ``base_url``, ``api_key``, ...). Keys naming secrets are not recorded.
+    {doc_backend_kwargs}
     unique
         Deprecated alias of ``one_to_one`` (warns; removed in the next release).
     overwrite
@@ -351,135 +341,43 @@ def annotate(
     ... )  # doctest: +SKIP
     >>> adata.uns["cello1"]["clusters"][["label", "confidence", "runner_up", "margin"]]  # doctest: +SKIP
     """
-    from sc_cello1._version import __version__
-    from sc_cello1.data import PROMPT_VERSION
+    given = dict(locals())
+    adata = given.pop("adata")
+    return run_annotate(adata, AnnotateConfig.from_locals(given))
 
+
+def run_annotate(adata: AnnData, config: AnnotateConfig) -> AnnData | None:
+    """Run :func:`annotate` with its settings checked (see there); the stages in order."""
     start = time.perf_counter()
-    if unique is not None:
-        warnings.warn(
-            "`unique=` is deprecated and will be removed in the next release; use "
-            "`one_to_one=` (default False: each cluster its most voted type).",
-            FutureWarning,
-            stacklevel=2,
-        )
-        one_to_one = unique
     # -- 1. checks (nothing loaded, nothing written) -------------------------------------
-    checked = check_data(
-        adata,
-        groupby,
-        candidates=candidates,
-        context=context,
-        context_fields=context_fields,
-        donor_key=donor_key,
-        layer=layer,
-        use_raw=use_raw,
-        gene_symbols=gene_symbols,
-        use_rep=use_rep,
-        n_genes=n_genes,
-        n_samples=n_samples,
-        max_cells_per_puzzle=max_cells_per_puzzle,
-        key_added=key_added,
-        seed=seed,
-    )
-    check_run_args(
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        one_to_one=one_to_one,
-        constrained=constrained,
-        copy=copy,
-        batch_size=batch_size,
-        backend_kwargs=backend_kwargs,
-        cache_dir=cache_dir,
-    )
-    check_target(adata, groupby, key_added, copy=copy, overwrite=overwrite)
-    if tie_order not in _TIE_ORDERS:
-        msg = f"tie_order={tie_order!r} is not one of {list(_TIE_ORDERS)}."
-        raise ValueError(msg)
-    use_ontology = check_ontology(ontology)
-    check_distinct_terms(checked.candidates, use_ontology)
-    model = check_model(model, backend, backend_kwargs)
-    ref = check_reference_args(
-        checked,
-        reference=reference,
-        reference_key=reference_key,
-        reference_layer=reference_layer,
-        reference_use_raw=reference_use_raw,
-        reference_gene_symbols=reference_gene_symbols,
-        reference_prior=reference_prior,
-        reference_model=reference_model,
-        reference_max_epochs=reference_max_epochs,
-        n_genes=n_genes,
-    )
-    if constrained and checked.candidates is not None and backend != "openai":
-        # the longest constrained answer must fit in max_new_tokens: checked with the
-        # tokenizer alone (or the backend object's), before any model loads
-        from sc_cello1.inference import AnswerConstraint, check_answer_budget
-
-        largest = min(max_cells_per_puzzle, len(checked.candidates), len(checked.clusters))
-        check_answer_budget(
-            model,
-            [AnswerConstraint(tuple(sorted(checked.candidates)), largest, unique=True)],
-            max_new_tokens=max_new_tokens,
-        )
+    ready = check_all(adata, config)
+    checked, use_ontology = ready.checked, ready.ontology
 
     # -- 2. representative cells (reads adata only) ---------------------------------------
-    rng = np.random.default_rng(seed)
-    cells = choose_cells(
-        adata,
-        checked,
-        context=context,
-        context_fields=context_fields,
-        donor_key=donor_key,
-        n_genes=n_genes,
-        n_samples=n_samples,
-        tie_order=tie_order,
-        rng=rng,
-    )
+    rng = np.random.default_rng(config.seed)
+    cells = choose_cells(adata, checked, config, rng=rng)
     plan = None
-    if ref is not None:  # prior and known cells: before the model loads
-        plan = prepare_reference(
-            ref,
-            checked,
-            candidates=checked.candidates,
-            ontology=use_ontology,
-            method=reference_prior,
-            reference_model=reference_model,
-            max_epochs=reference_max_epochs,
-            n_samples=n_samples,
-            n_genes=n_genes,
-            tie_order=tie_order,
-            seed=seed,
-        )
-        check_distinct_terms(plan.cmap.candidates, use_ontology)
-    runner = _load_backend(model, backend, backend_kwargs)
-    provenance = _sanitize(_redact(runner.provenance()))
+    if ready.reference is not None:  # prior and known cells: before the model loads
+        plan = _plan_reference(ready, config)
+    runner = load_backend(ready.model, config.backend, config.backend_kwargs)
+    provenance = sanitize(redact(runner.provenance()))
 
     # -- 3. candidates: the user's, or proposed by the model ------------------------------
     proposals = None
     candidate_list = checked.candidates if plan is None else plan.cmap.candidates
     if candidate_list is None:
-        proposals = _propose(
-            adata,
-            checked,
-            cells,
-            runner,
-            context=context,
-            context_fields=context_fields,
-            ontology=use_ontology,
-            temperature=temperature,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-        )
+        from ._propose import propose_stage
+
+        proposals = propose_stage(adata, checked, cells, runner, config, ontology=use_ontology)
         candidate_list = proposals.candidates
 
     # -- 4. the puzzles, asked in rounds --------------------------------------------------
+    context, context_fields = config.context, config.context_fields
     layout = (make_layout if plan is None else plan.layout)(
         cells,
         list(candidate_list),
-        n_samples=n_samples,
-        max_cells_per_puzzle=max_cells_per_puzzle,
+        n_samples=config.n_samples,
+        max_cells_per_puzzle=config.max_cells_per_puzzle,
         rng=rng,
     )
     top_genes = cells.top_genes if plan is None else {**cells.top_genes, **plan.top_genes}
@@ -507,22 +405,13 @@ def annotate(
             known_ids=None if plan is None else plan.known_ids,
         )
 
-    cut: dict[str, Any] = {"n_cut": 0, "max_completion_chars": None}
+    cut: dict[str, Any] = {"n_completions_cut": 0, "max_completion_chars": None}
 
     def ask(puzzles: list[Any]) -> list[dict]:
-        records = _solve(
-            puzzles,
-            runner,
-            temperature=temperature,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            constrained=constrained,
-            cache_dir=cache_dir,
-            batch_size=batch_size,
-        )
+        records = solve_puzzles(puzzles, runner, config)
         # completions cut to the documented cap, summed over the rounds
         solved = getattr(records, "provenance", None) or {}
-        cut["n_cut"] += int(solved.get("n_cut", 0) or 0)
+        cut["n_completions_cut"] += int(solved.get("n_cut", 0) or 0)
         cut["max_completion_chars"] = solved.get("max_completion_chars")
         return records
 
@@ -543,290 +432,54 @@ def annotate(
         cluster_codes=checked.codes,
         n_cells=n_cells,
         matcher=matcher,
-        one_to_one=one_to_one,
+        one_to_one=config.one_to_one,
     )
-    cost = _cost(asked, len(checked.clusters))
-    logger.info(
-        "annotate: asked %d puzzles in %d rounds: %d cells (%.1f per cluster), %d tokens "
-        "generated, %d prompt characters",
-        cost["n_puzzles"],
-        cost["n_rounds"],
-        cost["n_cells_asked"],
-        cost["cells_per_cluster"],
-        cost["n_tokens_generated"],
-        cost["n_prompt_chars"],
+    counts = cost(asked, len(checked.clusters))
+
+    # -- 6. params, uns, write (the only step that changes adata) ------------------------
+    uns, extra_obs = build_results(
+        config,
+        model=ready.model,
+        provenance=provenance,
+        checked=checked,
+        cells=cells,
+        asked=asked,
+        result=result,
+        matcher=matcher,
+        proposals=proposals,
+        plan=plan,
+        use_ontology=use_ontology,
+        counts={**counts, **cut},
+        start=start,
     )
-    params = {
-        "groupby": groupby,
-        "candidates": None if candidates is None else [str(c) for c in candidates],
-        "model": describe(model),
-        "backend": backend,
-        "context": context if context is None or isinstance(context, str) else describe(context),
-        "context_fields": dict(context_fields)
-        if isinstance(context_fields, Mapping)
-        else [str(f) for f in context_fields],
-        "donor_key": donor_key,
-        "layer": layer,
-        "use_raw": use_raw,
-        "gene_symbols": gene_symbols,
-        "use_rep": use_rep,
-        "n_genes": n_genes,
-        "tie_order": tie_order,
-        "n_samples": n_samples,
-        "temperature": temperature,
-        "max_new_tokens": max_new_tokens,
-        "max_cells_per_puzzle": max_cells_per_puzzle,
-        "one_to_one": one_to_one,
-        "ontology": ontology,
-        "constrained": constrained,
-        "batch_size": batch_size,
-        "key_added": key_added,
-        "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
-        "seed": seed,
-        "copy": copy,
-        "overwrite": overwrite,
-        "backend_kwargs": _redact(backend_kwargs) if backend_kwargs else backend_kwargs,
-        # with a reference, "reference" becomes its provenance (below)
-        "reference": None,
-        "reference_key": reference_key,
-        "reference_layer": reference_layer,
-        "reference_use_raw": reference_use_raw,
-        "reference_gene_symbols": reference_gene_symbols,
-        "reference_prior": reference_prior,
-        "reference_model": describe(reference_model) if reference_model is not None else None,
-        "reference_max_epochs": reference_max_epochs,
-        # what was used
-        "model_name": str(provenance.get("model", provenance.get("name", describe(model)))),
-        "model_revision": str(provenance.get("revision", "")),
-        "backend_used": str(provenance.get("backend", backend)),
-        "provenance": provenance,
-        "version": __version__,
-        "prompt_version": PROMPT_VERSION,
-        "expression": checked.where,
-        "representation": checked.rep_name,
-        "context_source": cells.context_source,
-        "assignment": result.method,
-        "ontology_used": use_ontology,
-        **cost,
-        "max_completion_chars": cut["max_completion_chars"],
-        "n_completions_cut": cut["n_cut"],
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    if proposals is not None:
-        from ._propose import PROPOSAL_PROMPT_VERSION
-
-        params["proposal_prompt_version"] = PROPOSAL_PROMPT_VERSION
-        params["n_proposals"] = len(proposals.table)
-    if use_ontology:
-        params["ontology_version"] = ontology_index()[2]
-    extra_obs: dict[str, Any] = {}
-    if plan is not None:
-        extra_obs, ref_table, figures = reference_results(
-            plan,
-            result,
-            asked,
-            clusters=checked.clusters,
-            codes=checked.codes,
-            key_added=key_added,
-        )
-        params["reference"] = {
-            **reference_params(
-                plan.ref,
-                plan.cmap,
-                plan.prior.params,
-                n_known_per_type=plan.n_known_per_type,
-                seed=seed,
-            ),
-            **figures,
-        }
-        pz = result.puzzles  # NaN where no known cell or the answer could not be read
-        read = (pz["n_known"] > 0) & pz["valid_format"].astype(bool)
-        pz["known_score"] = pz["known_right"] / (pz["n_known"] - pz["n_spare"]).where(read)
-    uns: dict[str, Any] = {
-        "params": _sanitize(params),
-        "candidates": {
-            "names": list(matcher.candidates),
-            "candidate_source": "user" if proposals is None else "proposed",
-            "unmapped": matcher.unmapped,
-        },
-        "clusters": result.clusters,
-        "votes": result.votes,
-        "unmatched": result.unmatched,
-        "reasoning": result.reasoning,
-        "puzzles": result.puzzles,
-    }
-    if proposals is not None:
-        uns["proposals"] = proposals.table
-    if plan is not None:
-        uns["candidates"]["candidate_source"] = "user" if candidates is not None else "reference"
-        uns["candidates"]["reference"] = plan.cmap.as_uns()
-        uns["reference"] = ref_table
-
-    if runner is not model and callable(getattr(runner, "close", None)):
+    if runner is not ready.model and callable(getattr(runner, "close", None)):
         runner.close()  # the backend annotate built (its connection pool), not the user's
-
-    # -- 6. write (the only step that changes adata) --------------------------------------
-    target = adata.copy() if copy else adata
-    _write(target, key_added, result, uns, extra_obs)
+    target = adata.copy() if config.copy else adata
+    write(target, config.key_added, result, uns, extra_obs)
     logger.info(
         "annotate: wrote obs[%r], obs[%r], uns[%r] (%.1f s)",
-        key_added,
-        f"{key_added}_confidence",
-        key_added,
+        config.key_added,
+        f"{config.key_added}_confidence",
+        config.key_added,
         time.perf_counter() - start,
     )
-    return target if copy else None
+    return target if config.copy else None
 
 
-# --------------------------------------------------------------------------- stages
-
-
-def _load_backend(model: Any, backend: str, backend_kwargs: Mapping[str, Any] | None) -> Any:
-    if is_backend(model):
-        return model
-    from sc_cello1.inference import get_backend
-
-    return get_backend(model, backend, **dict(backend_kwargs or {}))
-
-
-def _propose(
-    adata: AnnData,
-    checked: Any,
-    cells: Any,
-    runner: Any,
-    *,
-    context: Any,
-    context_fields: Any,
-    ontology: bool,
-    temperature: float,
-    max_new_tokens: int,
-    seed: int,
-    batch_size: int | None,
-    cache_dir: Any,
-) -> Any:
-    """Run the proposal stage: one question per representative cell, merged into candidates."""
-    from ._propose import proposal_prompt, propose_candidates
-
-    obs_names = adata.obs_names.astype(str)
-    questions = []
-    for (_, cluster), rows in sorted(cells.reps.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        for sample, row in enumerate(rows):
-            text = cell_context(
-                adata,
-                row,
-                context=context,
-                context_fields=context_fields,
-                has_cellxgene=cells.has_cellxgene,
-            )
-            prompt = proposal_prompt(text, cells.top_genes[row])
-            questions.append((cluster, sample, row, obs_names[row], prompt))
-    proposals = propose_candidates(
-        questions,
-        runner,
-        clusters=checked.clusters,
-        ontology=ontology,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        batch_size=batch_size or 8,
-        cache_dir=cache_dir,
+def _plan_reference(ready: Any, config: AnnotateConfig) -> Any:
+    """Prepare the labelled reference: candidates, prior and known cells (loads no model)."""
+    plan = prepare_reference(
+        ready.reference,
+        ready.checked,
+        candidates=ready.checked.candidates,
+        ontology=ready.ontology,
+        method=config.reference_prior,
+        reference_model=config.reference_model,
+        max_epochs=config.reference_max_epochs,
+        n_samples=config.n_samples,
+        n_genes=config.n_genes,
+        tie_order=config.tie_order,
+        seed=config.seed,
     )
-    if len(proposals.candidates) < 2:
-        said = (
-            f"only one cell type name ({proposals.candidates[0]!r})"
-            if proposals.candidates
-            else "no usable cell type name"
-        )
-        msg = (
-            f"The model proposed {said} in {len(questions)} answers (see the warnings "
-            "above); a puzzle needs at least two distinct candidates. Pass "
-            "`candidates=[...]`, or a larger `max_new_tokens` if answers were cut off; the "
-            "answers are cached in `cache_dir` when given."
-        )
-        raise RuntimeError(msg)
-    logger.info(
-        "annotate: %d proposals (%d from cache) gave %d candidates: %s",
-        len(proposals.table),
-        proposals.n_from_cache,
-        len(proposals.candidates),
-        proposals.candidates,
-    )
-    return proposals
-
-
-def _solve(puzzles: list[Any], runner: Any, *, batch_size: int | None, **kwargs: Any) -> list[dict]:
-    from sc_cello1.tl._solve import solve
-
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    # each puzzle has at most as many cells as candidates: its answer is a permutation
-    return solve(puzzles, model=runner, style="eval", repair=True, unique=True, **kwargs)
-
-
-# --------------------------------------------------------------------------- uns
-
-
-def _cost(asked: Asked, n_clusters: int) -> dict[str, Any]:
-    """Count what was asked: puzzles, rounds, cells (query and known) and tokens."""
-    n_cells = sum(p.n_cells for p in asked.puzzles)
-    return {
-        "n_puzzles": len(asked.puzzles),
-        "n_rounds": asked.n_rounds,
-        "n_cells_asked": n_cells,
-        "n_known_cells_asked": sum(s.n_known for s in asked.scored),
-        "cells_per_cluster": round(n_cells / max(n_clusters, 1), 2),
-        "n_tokens_generated": int(sum(int(r.get("n_tokens") or 0) for r in asked.records)),
-        "n_prompt_chars": int(sum(len(p.user_msg) for p in asked.puzzles)),
-    }
-
-
-def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    from sc_cello1._secrets import redact
-
-    return redact(dict(kwargs))
-
-
-def _sanitize(value: Any) -> Any:
-    """Make a value writable to h5ad: dicts of str keys, lists, scalars, strings."""
-    if isinstance(value, Mapping):
-        return {str(k).replace("/", "_"): _sanitize(v) for k, v in value.items()}
-    if (
-        isinstance(value, str | bool | int | float | np.integer | np.floating | np.bool_)
-        or value is None
-    ):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, list | tuple):
-        items = [_sanitize(v) for v in value]
-        if all(isinstance(v, str) for v in items) or all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in items
-        ):
-            return items
-        return json.dumps(items, default=str)
-    return str(value)
-
-
-def _write(
-    adata: AnnData,
-    key_added: str,
-    result: Collected,
-    uns: dict[str, Any],
-    extra_obs: Mapping[str, Any] | None = None,
-) -> None:
-    """Write the results into ``adata`` (the only step that changes it)."""
-    obs = adata.obs.copy()
-    stale = [f"{key_added}{s}" for s in ("_reference", "_reference_share", "_reference_agrees")]
-    obs = obs.drop(columns=[c for c in stale if c in obs.columns])  # an earlier reference run
-    for name, values in (extra_obs or {}).items():
-        obs[name] = values
-    obs[key_added] = result.obs_labels
-    obs[f"{key_added}_confidence"] = result.obs_confidence
-    if result.obs_term_ids is not None:
-        obs[f"{key_added}_ontology_term_id"] = result.obs_term_ids
-    elif f"{key_added}_ontology_term_id" in obs.columns:
-        del obs[f"{key_added}_ontology_term_id"]
-    if adata.is_view:
-        adata._init_as_actual(adata.copy())
-    adata.obs = obs
-    adata.uns[key_added] = uns
+    check_distinct_terms(plan.cmap.candidates, ready.ontology)
+    return plan

@@ -5,32 +5,37 @@ Nothing here writes to the AnnData.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sc_cello1._answer import normalize_label
 from sc_cello1._logging import logger
-from sc_cello1._validate import check_bool, check_int, check_obs_key, is_sequence
+from sc_cello1._validate import check_bool, check_obs_key
+
+from ._annotate_config import MANY_CANDIDATES, MAX_CANDIDATES, check_candidates
+
+__all__ = [
+    "MANY_CANDIDATES",
+    "MAX_CANDIDATES",
+    "Checked",
+    "check_candidates",
+    "check_data",
+    "check_target",
+    "cluster_codes",
+    "expression",
+    "representation",
+]
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from ._annotate_config import AnnotateConfig
+
 #: A non-categorical ``groupby`` column with more distinct values than this is rejected:
 #: it is far more likely a per-cell number (``n_genes``) or ID than a clustering.
 MAX_IMPLICIT_CLUSTERS = 100
-
-#: More candidates than this are refused, more than :data:`MANY_CANDIDATES` warned about:
-#: every puzzle lists all candidates, and Cell-o1 was trained on puzzles with as many
-#: candidates as cells.
-MAX_CANDIDATES = 100
-MANY_CANDIDATES = 30
-
-# Tags of the answer format that a candidate name must not contain.
-_TAGS = ("<answer>", "</answer>", "<think>", "</think>")
 
 #: Below this many samples per cluster the confidence can only take a few values.
 MIN_SAMPLES_FOR_CONFIDENCE = 3
@@ -118,79 +123,6 @@ def cluster_codes(adata: AnnData, groupby: Any) -> tuple[list[str], np.ndarray]:
         msg = f"`obs[{groupby!r}]` has categories that are equal as strings: {names}; rename them."
         raise ValueError(msg)
     return names, cat.cat.codes.to_numpy().astype(np.int64)
-
-
-def check_candidates(candidates: Any) -> list[str] | None:
-    """Validate the candidate list (``None``: propose candidates first)."""
-    if candidates is None:
-        return None
-    if isinstance(candidates, str | bytes):
-        msg = (
-            f"`candidates` must be a list of cell type names, not one string ({candidates!r}); "
-            "write candidates=[...]."
-        )
-        raise TypeError(msg)
-    if not is_sequence(candidates):
-        msg = f"`candidates` must be a list of cell type names or None, got {type(candidates).__name__}."
-        raise TypeError(msg)
-    out = list(candidates)
-    if not out:
-        msg = "`candidates` is empty; give the cell types to choose from, or candidates=None to have the model propose them."
-        raise ValueError(msg)
-    bad = [c for c in out if not isinstance(c, str)]
-    if bad:
-        msg = f"`candidates` must be strings; got {bad[:5]!r}."
-        raise TypeError(msg)
-    seen: dict[str, str] = {}
-    for c in out:
-        if not c.strip() or c != c.strip():
-            msg = f"Candidate {c!r} is empty or has leading/trailing spaces; strip the names."
-            raise ValueError(msg)
-        if "|" in c or "\n" in c or "\r" in c:
-            msg = (
-                f"Candidate {c!r} contains '|' or a line break, which the answer format uses "
-                "as separators; rename it."
-            )
-            raise ValueError(msg)
-        tag = next((t for t in _TAGS if t in c.lower()), None)
-        if tag is not None:
-            msg = (
-                f"Candidate {c!r} contains {tag!r}, a tag of the answer format, so answers "
-                "naming it could not be read; rename it."
-            )
-            raise ValueError(msg)
-        key = normalize_label(c)
-        if key in seen:
-            msg = (
-                f"Candidates {seen[key]!r} and {c!r} are the same name once case, punctuation "
-                "and plurals are ignored (answers are matched that way); give each cell type once."
-            )
-            raise ValueError(msg)
-        seen[key] = c
-    if len(out) < 2:
-        msg = (
-            f"`candidates` has one cell type ({out[0]!r}); a puzzle needs at least two "
-            "distinct candidates to choose from (one candidate would label every cluster "
-            "with it at confidence 1). Add the other types you expect, or pass "
-            "candidates=None to have the model propose them."
-        )
-        raise ValueError(msg)
-    if len(out) > MAX_CANDIDATES:
-        msg = (
-            f"{len(out)} candidates is more than {MAX_CANDIDATES}: every puzzle lists them all, "
-            "far beyond the puzzles Cell-o1 was trained on (as many candidates as cells, up "
-            "to about 15). Give the cell types expected in this tissue (a curated list), or "
-            "candidates=None to have the model propose them."
-        )
-        raise ValueError(msg)
-    if len(out) > MANY_CANDIDATES:
-        logger.warning(
-            "annotate: %d candidates; Cell-o1 was trained on puzzles with as many candidates as "
-            "cells (up to about 15), so a long list makes each answer harder. A curated list of "
-            "the types expected in this tissue is better.",
-            len(out),
-        )
-    return out
 
 
 def check_target(
@@ -310,25 +242,12 @@ def expression(
     return X, genes, where
 
 
-def check_data(
-    adata: Any,
-    groupby: Any,
-    *,
-    candidates: Any,
-    context: Any,
-    context_fields: Any,
-    donor_key: Any,
-    layer: Any,
-    use_raw: Any,
-    gene_symbols: Any,
-    use_rep: Any,
-    n_genes: Any,
-    n_samples: Any,
-    max_cells_per_puzzle: Any,
-    key_added: Any,
-    seed: Any,
-) -> Checked:
-    """Validate the data arguments (reads ``adata``, never writes; builds nothing)."""
+def check_data(adata: Any, config: AnnotateConfig) -> Checked:
+    """Validate the settings against the data (reads ``adata``, never writes; builds nothing).
+
+    What the settings are alone (types, ranges, choices) was checked when ``config`` was
+    built; this checks what needs ``adata``: the columns, the genes, the representation.
+    """
     from anndata import AnnData
 
     if not isinstance(adata, AnnData):
@@ -337,15 +256,9 @@ def check_data(
     if adata.n_obs == 0:
         msg = "`adata` has no cells."
         raise ValueError(msg)
-    clusters, codes = cluster_codes(adata, groupby)
-    candidate_list = check_candidates(candidates)
-    check_int("n_genes", n_genes, 1)
-    check_int("n_samples", n_samples, 1)
-    check_int("max_cells_per_puzzle", max_cells_per_puzzle, 1)
-    check_int("seed", seed, 0)
-    if not isinstance(key_added, str) or not key_added or "/" in key_added:
-        msg = f"`key_added` must be a non-empty string without '/', got {key_added!r}."
-        raise ValueError(msg)
+    clusters, codes = cluster_codes(adata, config.groupby)
+    candidate_list = check_candidates(config.candidates)
+    donor_key, n_genes, n_samples = config.donor_key, config.n_genes, config.n_samples
     if donor_key is not None:
         check_obs_key(
             adata,
@@ -356,27 +269,18 @@ def check_data(
         if adata.obs[donor_key].isna().any():
             msg = f"`obs[{donor_key!r}]` has missing values; every cell needs a donor (fill them or drop those cells)."
             raise ValueError(msg)
-    if context is not None and not isinstance(context, str) and not callable(context):
-        msg = f"`context` must be a string, a callable or None, got {type(context).__name__}."
-        raise TypeError(msg)
-    if isinstance(context, str) and (not context.strip() or "\n" in context):
-        msg = "`context` must be one line of non-empty text (the donor sentence)."
-        raise ValueError(msg)
-    if isinstance(context_fields, str) or not (
-        is_sequence(context_fields) or isinstance(context_fields, Mapping)
-    ):
-        msg = "`context_fields` must be a list (or dict) of obs column names."
-        raise TypeError(msg)
-    missing_fields = [f for f in context_fields if f not in adata.obs.columns]
+    missing_fields = [f for f in config.context_fields if f not in adata.obs.columns]
     if missing_fields:
         msg = f"`context_fields` {missing_fields} not found in obs; pass existing obs columns."
         raise KeyError(msg)
 
-    X, genes, where = expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
+    X, genes, where = expression(
+        adata, layer=config.layer, use_raw=config.use_raw, gene_symbols=config.gene_symbols
+    )
     if n_genes > len(genes):
         msg = f"n_genes={n_genes} is more than the {len(genes)} genes in {where}; lower `n_genes`."
         raise ValueError(msg)
-    rep, rep_name = representation(adata, use_rep, X, where)
+    rep, rep_name = representation(adata, config.use_rep, X, where)
     if n_samples < MIN_SAMPLES_FOR_CONFIDENCE:
         logger.warning(
             "annotate: n_samples=%d (the minimum of cells asked per cluster); a decided "
@@ -397,66 +301,3 @@ def check_data(
         rep=rep,
         rep_name=rep_name,
     )
-
-
-def check_run_args(
-    *,
-    temperature: Any,
-    max_new_tokens: Any,
-    one_to_one: Any,
-    constrained: Any,
-    copy: Any,
-    batch_size: Any,
-    backend_kwargs: Any,
-    cache_dir: Any,
-) -> None:
-    """Validate the arguments that concern the model run."""
-    from sc_cello1.inference._base import check_sampling
-
-    check_sampling(n=1, temperature=temperature, max_new_tokens=max_new_tokens)
-    for name, value in (("one_to_one", one_to_one), ("constrained", constrained), ("copy", copy)):
-        check_bool(name, value)
-    if batch_size is not None:
-        check_int("batch_size", batch_size, 1)
-    if cache_dir is not None:
-        if not isinstance(cache_dir, str | os.PathLike):
-            msg = f"`cache_dir` must be a folder path, got {type(cache_dir).__name__}."
-            raise TypeError(msg)
-        if os.path.isfile(os.path.expanduser(os.fspath(cache_dir))):
-            msg = (
-                f"cache_dir={os.fspath(cache_dir)!r} is a file; give a folder (created if needed)."
-            )
-            raise ValueError(msg)
-    if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
-        msg = f"`backend_kwargs` must be a dict of keyword arguments, got {type(backend_kwargs).__name__}."
-        raise TypeError(msg)
-
-
-def is_backend(model: Any) -> bool:
-    """Whether ``model`` is an already built backend (``generate`` and ``provenance``)."""
-    return callable(getattr(model, "generate", None)) and callable(
-        getattr(model, "provenance", None)
-    )
-
-
-def check_model(model: Any, backend: Any, backend_kwargs: Mapping[str, Any] | None) -> Any:
-    """Check the model and backend without loading anything; returns the model to use."""
-    from sc_cello1._settings import settings
-    from sc_cello1.inference._factory import check_backend_args
-
-    if is_backend(model):
-        return model
-    if model is None:
-        model = settings.default_model
-    if not isinstance(model, str | os.PathLike):
-        msg = (
-            f"`model` must be a model name, a path or a backend object (with `generate` and "
-            f"`provenance`), got {type(model).__name__}."
-        )
-        raise TypeError(msg)
-    name = check_backend_args(model, backend, **dict(backend_kwargs or {}))
-    if name != "openai":
-        from sc_cello1.models import check_model as check_local_model
-
-        check_local_model(model)  # also rejects unknown registered names, without downloading
-    return model

@@ -5,7 +5,6 @@ Everything is computed from ``adata`` without changing it, before the model runs
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,11 +15,13 @@ from sc_cello1._logging import logger
 
 from ._cluster_puzzles import cell_pools, context_for
 from ._layout import BUDGET_FACTOR, Layout
+from ._verb_options import describe
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
     from ._annotate_checks import Checked
+    from ._annotate_config import AnnotateConfig
 
 
 @dataclass
@@ -40,14 +41,6 @@ class Cells:
     has_cellxgene: bool
 
 
-def describe(obj: Any) -> str:
-    """Describe a value recorded in ``uns`` in short, stable text (paths, callables, objects)."""
-    if isinstance(obj, str | os.PathLike):
-        return os.fspath(obj)
-    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
-    return f"{getattr(obj, '__module__', '')}.{name}".lstrip(".")
-
-
 def _context_source(context: Any, context_fields: Any, has_cellxgene: bool) -> str:
     if isinstance(context, str):
         return "context="
@@ -60,16 +53,7 @@ def _context_source(context: Any, context_fields: Any, has_cellxgene: bool) -> s
 
 
 def choose_cells(
-    adata: AnnData,
-    checked: Checked,
-    *,
-    context: Any,
-    context_fields: Any,
-    donor_key: str | None,
-    n_genes: int,
-    n_samples: int,
-    tie_order: str,
-    rng: np.random.Generator,
+    adata: AnnData, checked: Checked, config: AnnotateConfig, *, rng: np.random.Generator
 ) -> Cells:
     """Draw the distinct cells each (donor, cluster) may show and rank their genes.
 
@@ -80,6 +64,7 @@ def choose_cells(
     from sc_cello1.data import CONTEXT_FIELDS
     from sc_cello1.pp._top_genes import top_gene_indices
 
+    donor_key, n_samples, n_genes = config.donor_key, config.n_samples, config.n_genes
     if donor_key is not None:
         donors = adata.obs[donor_key].astype("category")
         group_names = [str(d) for d in donors.cat.categories]
@@ -92,7 +77,7 @@ def choose_cells(
     )
     reps = {k: v[:n_samples] for k, v in pools.items()}
     rows = np.array(sorted({r for rows in pools.values() for r in rows}), dtype=np.int64)
-    top = top_gene_indices(checked.X, n_genes, rows=rows, tie_order=tie_order)
+    top = top_gene_indices(checked.X, n_genes, rows=rows, tie_order=config.tie_order)
     top_genes = {int(r): [checked.genes[j] for j in top[i]] for i, r in enumerate(rows)}
     has_cellxgene = any(f in adata.obs.columns for f in CONTEXT_FIELDS)
     return Cells(
@@ -101,7 +86,7 @@ def choose_cells(
         centroids=centroids,
         reps=reps,
         top_genes=top_genes,
-        context_source=_context_source(context, context_fields, has_cellxgene),
+        context_source=_context_source(config.context, config.context_fields, has_cellxgene),
         has_cellxgene=has_cellxgene,
     )
 

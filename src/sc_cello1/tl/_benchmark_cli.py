@@ -8,9 +8,10 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``benchmark`` subcommand."""
-    from sc_cello1.data import SPLITS
-    from sc_cello1.inference import BACKENDS
+    from sc_cello1._config import add_config_options
     from sc_cello1.inference._cli import add_server_options
+
+    from ._benchmark_config import BenchmarkConfig
 
     p = subparsers.add_parser(
         "benchmark",
@@ -25,66 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "predictions.jsonl. Example: cello1 benchmark --model cell-o1 -o bench/"
         ),
     )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="registered name (NAME@REV for a revision), folder, .gguf or server model name",
-    )
-    p.add_argument(
-        "-o", "--output-dir", required=True, help="folder for the results and the resumable cache"
-    )
-    p.add_argument(
-        "--split",
-        default="test",
-        choices=list(SPLITS),
-        help="dataset split (default: test, the paper's)",
-    )
-    p.add_argument(
-        "--data-revision",
-        default="main",
-        help="dataset revision: a commit, or 'main' (the default: resolved once to the hub's current commit and recorded)",
-    )
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="run K puzzles, stratified by N (a quick look; not comparable with the paper)",
-    )
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=3500,
-        help="cap on new tokens (default: 3500, as in the paper)",
-    )
-    p.add_argument(
-        "--leakage-by",
-        default="ranked",
-        choices=["ranked", "set"],
-        help="clean subset: no identical ranked gene list (default) or gene set in train",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=list(BACKENDS),
-        help="inference backend (default: auto)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="prompts per generate call (default: backend's)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default: 0)")
-    p.add_argument(
-        "--cache-dir",
-        default=None,
-        help="cache root for model and dataset (default: $CELLO1_CACHE_DIR)",
-    )
-    p.add_argument(
-        "--mirror",
-        default=None,
-        help="base URL of a hub mirror (default: $CELLO1_MIRROR or the hub)",
-    )
+    add_config_options(p, BenchmarkConfig)
     p.add_argument(
         "--offline", action="store_true", help="make no request; model and dataset must be cached"
     )
@@ -97,26 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
+    from sc_cello1._config import config_from_args
     from sc_cello1.inference._cli import server_kwargs
-    from sc_cello1.tl import benchmark
+
+    from ._benchmark import run_benchmark
+    from ._benchmark_config import BenchmarkConfig
 
     kwargs: dict[str, Any] = server_kwargs(args)
-    result = benchmark(
-        model=args.model,
-        output_dir=args.output_dir,
-        split=args.split,
-        data_revision=args.data_revision,
-        limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
-        leakage_by=args.leakage_by,
-        backend=args.backend,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        cache_dir=args.cache_dir,
-        mirror=args.mirror,
-        download=not args.offline,
-        backend_kwargs=kwargs,
+    config = config_from_args(
+        args, BenchmarkConfig, download=not args.offline, backend_kwargs=kwargs
     )
+    result = run_benchmark(config)
     print(result.summary())
     print()
     for kind, path in result.files.items():

@@ -11,8 +11,10 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``solve`` subcommand."""
-    from sc_cello1.inference import BACKENDS
+    from sc_cello1._config import add_config_options
     from sc_cello1.inference._cli import add_server_options
+
+    from ._solve_config import SolveConfig
 
     p = subparsers.add_parser(
         "solve",
@@ -30,52 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", metavar="PREDICTIONS", required=True, help="output .jsonl file"
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="registered name, model folder, .gguf file, or server model name (default: settings.default_model)",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=list(BACKENDS),
-        help="inference backend (default: auto)",
-    )
-    p.add_argument(
-        "--num-generations", type=int, default=1, help="completions per puzzle (default: 1)"
-    )
-    # the old name, kept for one release (annotate's --n-samples: minimum of cells per cluster)
-    p.add_argument("--n-samples", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=3500,
-        help="cap on new tokens (default: 3500, as in the paper)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    p.add_argument(
-        "--cache-dir", default=None, help="resumable cache folder (default: OUTPUT + '.cache')"
-    )
+    add_config_options(p, SolveConfig)
     p.add_argument("--no-cache", action="store_true", help="do not cache finished puzzles")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="prompts per generate call (default: backend's)",
-    )
-    p.add_argument("--constrained", action="store_true", help="constrain answers to the candidates")
     p.add_argument(
         "--base-url", default=None, help="openai backend: API root, e.g. http://127.0.0.1:8000/v1"
     )
     p.add_argument("--api-key", default=None, help="openai backend: key (default: $OPENAI_API_KEY)")
     add_server_options(p)
-    p.add_argument(
-        "--style",
-        default="eval",
-        choices=["eval", "sft", "rl"],
-        help="prompt layout (default: eval, the paper's)",
-    )
     p.set_defaults(func=_solve)
 
     from ._annotate_cli import add_annotate_parser
@@ -91,9 +54,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    from sc_cello1 import settings
+    from sc_cello1._config import config_from_args
     from sc_cello1.data import read_puzzles
-    from sc_cello1.tl import solve
+    from sc_cello1.inference._cli import server_kwargs
+
+    from ._solve import run_solve
+    from ._solve_config import SolveConfig
 
     out = Path(args.output)
     if out.suffix != ".jsonl":
@@ -102,32 +68,10 @@ def _solve(args: argparse.Namespace) -> int:
     if not Path(args.puzzles).exists():
         msg = f"puzzles file {args.puzzles!r} does not exist"
         raise FileNotFoundError(msg)
-    puzzles = read_puzzles(args.puzzles)
-    from sc_cello1.inference._cli import server_kwargs
-
     kwargs: dict[str, Any] = server_kwargs(args)
     cache_dir = None if args.no_cache else (args.cache_dir or str(out) + ".cache")
-    num_generations = args.num_generations
-    if args.n_samples is not None:
-        print(
-            "cello1 solve: --n-samples is renamed --num-generations and will be removed.",
-            file=sys.stderr,
-        )
-        num_generations = args.n_samples
-    records = solve(
-        puzzles,
-        model=args.model or settings.default_model,
-        backend=args.backend,
-        num_generations=num_generations,
-        temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-        style=args.style,
-        constrained=args.constrained,
-        cache_dir=cache_dir,
-        batch_size=args.batch_size,
-        backend_kwargs=kwargs,
-    )
+    config = config_from_args(args, SolveConfig, cache_dir=cache_dir, backend_kwargs=kwargs)
+    records = run_solve(read_puzzles(args.puzzles), config)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     meta = out.with_suffix(".provenance.json")

@@ -26,6 +26,11 @@ from ._names import merge_names
 
 if TYPE_CHECKING:
     import pandas as pd
+    from anndata import AnnData
+
+    from ._annotate_checks import Checked
+    from ._annotate_config import AnnotateConfig
+    from ._annotate_plan import Cells
 
 #: Version of the proposal prompt (recorded in ``uns``; part of the cache key).
 PROPOSAL_PROMPT_VERSION = "propose-1"
@@ -241,6 +246,65 @@ def propose_candidates(
         seconds=time.perf_counter() - start,
         n_from_cache=n_cached,
     )
+
+
+def propose_stage(
+    adata: AnnData,
+    checked: Checked,
+    cells: Cells,
+    runner: Any,
+    config: AnnotateConfig,
+    *,
+    ontology: bool,
+) -> Proposals:
+    """Run the proposal stage: one question per representative cell, merged into candidates."""
+    from ._annotate_plan import cell_context
+
+    obs_names = adata.obs_names.astype(str)
+    questions = []
+    for (_, cluster), rows in sorted(cells.reps.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for sample, row in enumerate(rows):
+            text = cell_context(
+                adata,
+                row,
+                context=config.context,
+                context_fields=config.context_fields,
+                has_cellxgene=cells.has_cellxgene,
+            )
+            prompt = proposal_prompt(text, cells.top_genes[row])
+            questions.append((cluster, sample, row, obs_names[row], prompt))
+    proposals = propose_candidates(
+        questions,
+        runner,
+        clusters=checked.clusters,
+        ontology=ontology,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        batch_size=config.batch_size or 8,
+        cache_dir=config.cache_dir,
+    )
+    if len(proposals.candidates) < 2:
+        said = (
+            f"only one cell type name ({proposals.candidates[0]!r})"
+            if proposals.candidates
+            else "no usable cell type name"
+        )
+        msg = (
+            f"The model proposed {said} in {len(questions)} answers (see the warnings "
+            "above); a puzzle needs at least two distinct candidates. Pass "
+            "`candidates=[...]`, or a larger `max_new_tokens` if answers were cut off; the "
+            "answers are cached in `cache_dir` when given."
+        )
+        raise RuntimeError(msg)
+    logger.info(
+        "annotate: %d proposals (%d from cache) gave %d candidates: %s",
+        len(proposals.table),
+        proposals.n_from_cache,
+        len(proposals.candidates),
+        proposals.candidates,
+    )
+    return proposals
 
 
 def _one_edit(a: str, b: str) -> bool:

@@ -121,7 +121,7 @@ def _check_anndata(reference: Any) -> None:
 def _reference_labels(reference: AnnData, reference_key: Any) -> tuple[np.ndarray, list[str]]:
     """Each reference cell's label (as ``str``) and the sorted distinct labels; checked."""
     from .._answer import normalize_label
-    from ._annotate_checks import check_candidates
+    from ._annotate_config import check_candidates
 
     if reference_key is None:
         msg = (

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from sc_cello1._config import SHARED_DOCS, doc_params
 from sc_cello1._logging import logger
 from sc_cello1._secrets import redact
+from sc_cello1.data._prompts import PromptStyle
+from sc_cello1.inference._base import BackendName
 
+from ._solve_config import SolveConfig
 from ._solve_run import (
     CACHE_VERSION,
     Cache,
     SolveError,
     cache_key,
-    check_cache_dir,
     failure_error,
     gen_to_dict,
     key_settings,
@@ -28,14 +30,22 @@ if TYPE_CHECKING:
     from sc_cello1.inference import Backend
     from sc_cello1.models import ResolvedModel
 
-__all__ = ["CACHE_VERSION", "SolveError", "SolveResult", "cache_key", "solve"]
+__all__ = [
+    "CACHE_VERSION",
+    "SolveConfig",
+    "SolveError",
+    "SolveResult",
+    "cache_key",
+    "run_solve",
+    "solve",
+]
 
 # Prompts per generate call when ``batch_size`` is not given, by backend.
 _DEFAULT_BATCH = {"transformers": 8, "vllm": 1024, "openai": 64}
 
 
 class SolveResult(list):
-    """The records of :func:`solve` (a list of dicts) with a :attr:`provenance` dict."""
+    """The records of :func:`solve` (a list of dicts) with a ``provenance`` dict."""
 
     def __init__(
         self, records: Sequence[dict[str, Any]] = (), provenance: dict[str, Any] | None = None
@@ -173,24 +183,26 @@ def _record(
     }
 
 
+@doc_params(**SHARED_DOCS)
 def solve(
     puzzles: Sequence[Puzzle] | Sequence[Mapping[str, Any]],
     *,
     model: str | os.PathLike | ResolvedModel | Backend,
-    backend: str = "auto",
+    backend: BackendName = "auto",
     num_generations: int = 1,
     temperature: float = 0.0,
     max_new_tokens: int = 3500,
     seed: int | None = 0,
-    style: str = "eval",
+    style: PromptStyle = "eval",
     constrained: bool = False,
     repair: bool = True,
-    unique: bool = True,
+    one_to_one: bool = True,
     cache_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
     backend_kwargs: Mapping[str, Any] | None = None,
-    n_samples: int | None = None,
     skip_failed: bool = False,
+    unique: bool | None = None,
+    n_samples: int | None = None,
 ) -> SolveResult:
     r"""Ask a model to solve CellPuzzles; one record per puzzle and sample.
 
@@ -206,24 +218,14 @@ def solve(
         :class:`~sc_cello1.data.Puzzle` objects or CellPuzzles record dicts
         (``system_msg``, ``user_msg``, ``assistant_msg``); read a file with
         :func:`~sc_cello1.data.read_puzzles`.
-    model
-        A registered model name (``"cell-o1"``, see :mod:`sc_cello1.models`), a local
-        model folder, a ``.gguf`` file, a :class:`~sc_cello1.models.ResolvedModel` from
-        :func:`~sc_cello1.models.resolve` (used as it is), for ``backend="openai"`` the
-        name the server knows, or an already built backend
-        (:func:`~sc_cello1.inference.get_backend`) to reuse one loaded model across calls.
-    backend
-        ``"auto"`` (``settings.default_backend`` when set; else vLLM with CUDA, else
-        transformers), ``"transformers"``, ``"vllm"`` or ``"openai"``; ignored when
-        ``model`` is a backend.
+    {doc_model}
+    {doc_backend}
     num_generations
         Completions per puzzle (use ``temperature > 0`` for different ones); the same
         word as :attr:`~sc_cello1.train.GRPOConfig.num_generations`.
-    temperature
-        ``0``: greedy, as in the paper's evaluation; above: sampling.
-    max_new_tokens
-        Cap on generated tokens per completion (the paper: 3,500). With
-        ``constrained=True`` it must leave room for the tags and the longest answer;
+    {doc_temperature}
+    {doc_max_new_tokens}
+        With ``constrained=True`` it must leave room for the tags and the longest answer;
         that is checked with the tokenizer alone, before the model loads
         (:func:`~sc_cello1.inference.check_answer_budget`).
     seed
@@ -240,24 +242,22 @@ def solve(
     repair
         Add ``repaired``: one candidate per cell, near-miss labels mapped to candidates
         and duplicates resolved by a maximum-similarity assignment.
-    unique
+    one_to_one
         Each candidate at most once in ``repaired`` (and in constrained answers) when
-        there are no more cells than candidates; ``False`` allows repeats.
-    cache_dir
-        Folder for the resumable cache (created if needed); ``None``: no cache.
-    batch_size
-        Prompts per generate call. Default: 8 for transformers,
-        1024 for vLLM, 64 for openai.
-    backend_kwargs
-        Passed to :func:`~sc_cello1.inference.get_backend` (``device_map``, ``dtype``,
-        ``tensor_parallel_size``, ``base_url``, ``api_key``...).
-    n_samples
-        Deprecated name of ``num_generations`` (warns; removed in the next release).
+        there are no more cells than candidates; ``False`` allows repeats (the same word
+        as annotate's ``one_to_one``).
+    {doc_answer_cache}
+    {doc_batch_size}
+    {doc_backend_kwargs}
     skip_failed
         ``False``: when puzzles fail (a request that failed after the client's retries),
         the others still run and are kept, and one :class:`~sc_cello1.tl.SolveError` at the end says
         how many failed, which, and how to go on. ``True``: return the records of the
         answered puzzles only, with a warning; ``provenance["failed"]`` lists the others.
+    unique
+        Deprecated name of ``one_to_one`` (warns; removed in the next release).
+    n_samples
+        Deprecated name of ``num_generations`` (warns; removed in the next release).
 
     Returns
     -------
@@ -281,118 +281,119 @@ def solve(
     >>> records = cello1.tl.solve(puzzles, model="cell-o1", cache_dir="runs/cache")  # doctest: +SKIP
     >>> cello1.metrics.evaluate([r["text"] for r in records], puzzles)  # doctest: +SKIP
     """
+    given = dict(locals())
+    items = given.pop("puzzles")
+    return run_solve(items, SolveConfig.from_locals(given))
+
+
+def run_solve(puzzles: Any, config: SolveConfig) -> SolveResult:
+    """Run :func:`solve` with its settings checked (see there); the stages of a solve."""
     from sc_cello1._answer import one_each
-    from sc_cello1._version import __version__
-    from sc_cello1.data import PROMPT_STYLES, PROMPT_VERSION
-    from sc_cello1.inference import AnswerConstraint, Backend, check_answer_budget, get_backend
-    from sc_cello1.inference._base import check_sampling
-    from sc_cello1.inference._factory import check_backend_args
+    from sc_cello1.inference import AnswerConstraint, check_answer_budget
+
+    from ._verb_options import check_model_and_backend
 
     # -- validate everything before any loading -----------------------------------------
-    if n_samples is not None:
-        warnings.warn(
-            "solve(n_samples=...) is renamed num_generations= (completions per puzzle; "
-            "annotate's n_samples is the minimum of cells asked per cluster); n_samples will be removed.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        num_generations = n_samples
-    if (
-        isinstance(num_generations, bool)
-        or not isinstance(num_generations, int)
-        or num_generations < 1
-    ):
-        msg = (
-            f"num_generations={num_generations!r} must be an integer >= 1 (completions per puzzle)."
-        )
-        raise ValueError(msg)
     items = _as_puzzles(puzzles)
-    check_sampling(
-        n=num_generations, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed
+    model, backend_name = check_model_and_backend(
+        config.model, config.backend, config.backend_kwargs
     )
-    if style not in PROMPT_STYLES:
-        msg = f"style={style!r} is not a prompt style; use one of {list(PROMPT_STYLES)}."
-        raise ValueError(msg)
-    for name, flag in (("constrained", constrained), ("repair", repair), ("unique", unique)):
-        if not isinstance(flag, bool):
-            msg = f"{name} must be True or False, got {flag!r}."
-            raise TypeError(msg)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        msg = f"batch_size={batch_size!r} must be an integer >= 1 (or None for the backend's default)."
-        raise ValueError(msg)
-    if backend_kwargs is not None and not isinstance(backend_kwargs, Mapping):
-        msg = "backend_kwargs must be a dict of keyword arguments for the backend."
-        raise TypeError(msg)
-    check_cache_dir(cache_dir)
-    if not isinstance(skip_failed, bool):
-        msg = f"skip_failed must be True or False, got {skip_failed!r}."
-        raise TypeError(msg)
-    kwargs = dict(backend_kwargs or {})
-    backend_name = check_backend_args(model, backend, **kwargs)
-    if batch_size is None:
-        batch_size = _DEFAULT_BATCH.get(backend_name, 8)
-    messages = [p.messages(cast("Any", style)) for p in items]  # style checked above
+    kwargs = dict(config.backend_kwargs or {})
+    batch_size = config.batch_size or _DEFAULT_BATCH.get(backend_name, 8)
+    messages = [p.messages(config.style) for p in items]
     constraints = None
-    if constrained:
+    if config.constrained:
         constraints = [
             AnswerConstraint(
                 tuple(p.candidates),
                 p.n_cells,
-                unique=one_each(unique, p.n_cells, len(p.candidates)),
+                unique=one_each(config.one_to_one, p.n_cells, len(p.candidates)),
             )
             for p in items
         ]
         if backend_name in ("transformers", "vllm"):
             # Only the tokenizer is read here; the model loads below.
-            check_answer_budget(model, constraints, max_new_tokens=max_new_tokens)
+            check_answer_budget(model, constraints, max_new_tokens=config.max_new_tokens)
 
-    # -- load ---------------------------------------------------------------------------
-    if isinstance(model, Backend):
-        runner = model
-    else:
-        if backend_name == "transformers":
-            kwargs.setdefault("batch_size", batch_size)
-        if backend_name != "openai":
-            from sc_cello1.models import resolve
-
-            model = resolve(model)  # once; the backend takes the record as it is
-        runner = get_backend(model, backend_name, **kwargs)
+    # -- load, then run, resuming from the cache; each answer is stored as it arrives ---
+    runner = _load(model, backend_name, kwargs, batch_size)
     prov = redact(_jsonable(runner.provenance()))
-    settings = key_settings(
-        prov,
-        # the cache key's name for num_generations (kept so existing caches stay valid)
-        n_samples=num_generations,
-        temperature=float(temperature),
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        constraint=None,
-    )
-    keys = []
-    for i, m in enumerate(messages):
-        s = dict(settings)
-        if constraints is not None:
-            c = constraints[i]
-            s["constraint"] = [list(c.candidates), c.n_items, c.unique]
-        keys.append(cache_key(m, s))
-
-    # -- run, resuming from the cache; each answer is stored as it arrives ---------------
+    keys, old_keys = _keys(messages, constraints, prov, config)
     outcome = run_cached(
         messages,
         keys,
         runner,
-        n=num_generations,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
+        n=config.num_generations,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
         batch_size=batch_size,
-        cache_dir=cache_dir,
+        cache_dir=config.cache_dir,
         constraints=constraints,
         order=lambda i: -len(items[i].user_msg),
+        old_keys=old_keys,
     )
+    _log_speed(outcome, config.num_generations)
+    if outcome.failed:
+        error = failure_error(outcome, len(items), config.cache_dir)
+        if not config.skip_failed:
+            raise error
+        logger.warning("%s Their records are left out (skip_failed=True).", error)
     done = outcome.done
-    n_new = len(done) - outcome.n_from_cache
+    records = [
+        _record(p, i, j, done[i][j], repair=config.repair, unique=config.one_to_one)
+        for i, p in enumerate(items)
+        if i in done
+        for j in range(config.num_generations)
+    ]
+    return SolveResult(records, _provenance(prov, config, batch_size, len(items), outcome, records))
+
+
+def _load(model: Any, backend_name: str, kwargs: dict[str, Any], batch_size: int) -> Backend:
+    """Return the backend: ``model`` itself when it is one, else built (the model loads)."""
+    from sc_cello1.inference import Backend, get_backend
+
+    if isinstance(model, Backend):
+        return model
+    if backend_name == "transformers":
+        kwargs.setdefault("batch_size", batch_size)
+    if backend_name != "openai":
+        from sc_cello1.models import resolve
+
+        model = resolve(model)  # once; the backend takes the record as it is
+    return get_backend(model, backend_name, **kwargs)
+
+
+def _keys(
+    messages: list[Any], constraints: list[Any] | None, prov: Mapping[str, Any], config: SolveConfig
+) -> tuple[list[str], list[str]]:
+    """Return the cache key of every puzzle, and the key the previous release gave it.
+
+    The key names the completions per puzzle ``num_generations``; until this release it
+    said ``n_samples``, and entries stored under those keys are still read.
+    """
+    common = {
+        "temperature": float(config.temperature),
+        "max_new_tokens": config.max_new_tokens,
+        "seed": config.seed,
+        "constraint": None,
+    }
+    n = config.num_generations
+    settings = key_settings(prov, num_generations=n, **common)
+    old_settings = key_settings(prov, n_samples=n, **common)
+    keys, old_keys = [], []
+    for i, m in enumerate(messages):
+        s, old = dict(settings), dict(old_settings)
+        if constraints is not None:
+            c = constraints[i]
+            s["constraint"] = old["constraint"] = [list(c.candidates), c.n_items, c.unique]
+        keys.append(cache_key(m, s))
+        old_keys.append(cache_key(m, old))
+    return keys, old_keys
+
+
+def _log_speed(outcome: Any, num_generations: int) -> None:
+    n_new = len(outcome.done) - outcome.n_from_cache
     if n_new:
         elapsed = outcome.seconds
         logger.info(
@@ -403,35 +404,37 @@ def solve(
             60 * n_new / elapsed if elapsed else float("inf"),
             outcome.n_tokens,
         )
-    if outcome.failed:
-        error = failure_error(outcome, len(items), cache_dir)
-        if not skip_failed:
-            raise error
-        logger.warning("%s Their records are left out (skip_failed=True).", error)
-    records = [
-        _record(p, i, j, done[i][j], repair=repair, unique=unique)
-        for i, p in enumerate(items)
-        if i in done
-        for j in range(num_generations)
-    ]
-    provenance = {
+
+
+def _provenance(
+    prov: Mapping[str, Any],
+    config: SolveConfig,
+    batch_size: int,
+    n_puzzles: int,
+    outcome: Any,
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Return what ``SolveResult.provenance`` records: the backend's and the settings."""
+    from sc_cello1._version import __version__
+    from sc_cello1.data import PROMPT_VERSION
+
+    return {
         **prov,
-        "num_generations": num_generations,
-        "temperature": float(temperature),
-        "max_new_tokens": max_new_tokens,
-        "seed": seed,
-        "style": style,
-        "constrained": constrained,
-        "repair": repair,
-        "unique": unique,
+        "num_generations": config.num_generations,
+        "temperature": float(config.temperature),
+        "max_new_tokens": config.max_new_tokens,
+        "seed": config.seed,
+        "style": config.style,
+        "constrained": config.constrained,
+        "repair": config.repair,
+        "one_to_one": config.one_to_one,
         "batch_size": batch_size,
         "prompt_version": PROMPT_VERSION,
         "sc_cello1": __version__,
-        "n_puzzles": len(items),
+        "n_puzzles": n_puzzles,
         "n_from_cache": outcome.n_from_cache,
         "seconds": outcome.seconds,
         "failed": {str(i): e for i, e in sorted(outcome.failed.items())},
         "max_completion_chars": MAX_COMPLETION_CHARS,
         "n_cut": sum(1 for r in records if r["cut"]),
     }
-    return SolveResult(records, provenance)

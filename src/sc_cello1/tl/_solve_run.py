@@ -163,18 +163,24 @@ def run_cached(
     order: Callable[[int], Any] | None = None,
     desc: str = "solving",
     unit: str = "puzzle",
+    old_keys: Sequence[str] | None = None,
 ) -> RunOutcome:
     """Answer every prompt not in the cache; store each one as it arrives.
 
     Returns the answers (prompt index -> its ``n`` generation dicts) and the failures
     (prompt index -> error); an in-process backend's exception, or Ctrl-C, propagates
-    after a log line that says what is kept.
+    after a log line that says what is kept. ``old_keys``: the key an earlier release
+    gave each prompt, read when its key is not in the cache (and copied to it).
     """
     cache = Cache(cache_dir) if cache_dir is not None else None
     done: dict[int, list[dict[str, Any]]] = {}
     if cache is not None:
         for i, k in enumerate(keys):
             hit = cache.get(k)
+            if hit is None and old_keys is not None:
+                hit = cache.get(old_keys[i])
+                if hit is not None and len(hit) == n:
+                    cache.put(k, hit)  # found under its new key from now on
             if hit is not None and len(hit) == n:
                 done[i] = hit
         if done:
