@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -68,8 +70,12 @@ def test_reasoning_bad_input(annotated):
         cello1.pl.reasoning(annotated, "CD19+ B", key="nope")
     with pytest.raises(KeyError, match="annotated clusters are"):
         cello1.pl.reasoning(annotated, "T cell")
-    with pytest.raises(ValueError, match=r"choose one of \[0, 1\]"):
-        cello1.pl.reasoning(annotated, "CD19+ B", sample=5)
+    rows = annotated.uns["cello1"]["reasoning"]
+    mine = rows[(rows["cluster"] == "CD19+ B") & ((rows["known"] == "") | rows["counted"])]
+    samples = sorted(int(s) for s in mine["sample"])
+    assert samples == list(range(len(samples)))  # one number per ask, anchors' included
+    with pytest.raises(ValueError, match=re.escape(f"choose one of {samples}")):
+        cello1.pl.reasoning(annotated, "CD19+ B", sample=len(samples))
     with pytest.raises(TypeError, match="integer"):
         cello1.pl.reasoning(annotated, "CD19+ B", sample="0")
     with pytest.raises(ValueError, match="donor="):

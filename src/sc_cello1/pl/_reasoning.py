@@ -199,8 +199,11 @@ def reasoning(
         msg = f"`sample` must be an integer, got {sample!r}."
         raise TypeError(msg)
     rows = table[table["cluster"].astype(str) == name]
-    if "known" in rows.columns:  # known cells (anchors) are not the cluster's asks
-        rows = rows[rows["known"].astype(str) == ""]
+    if "known" in rows.columns:  # an anchor's answer is an ask when it voted
+        asks = rows["known"].astype(str) == ""
+        if "counted" in rows.columns:
+            asks |= rows["counted"].astype(bool)
+        rows = rows[asks]
     samples = sorted({int(s) for s in rows["sample"]})
     if sample not in samples:
         msg = f"sample={sample} not found for cluster {name!r}; choose one of {samples}."
