@@ -1,21 +1,22 @@
 """Later rounds of :class:`~sc_cello1.tl._layout.Layout` for a model that lists every candidate.
 
 Such a model answers with N items whatever the number of cells, so only puzzles of
-exactly N cells can vote; :func:`packed` lays them out (see its docstring and
+exactly N cells can vote; :class:`PackedRounds` lays them out (see its docstring and
 ``docs/annotation.md``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._layout import LaidPuzzle, Layout, Tally
+import numpy as np
+
+from ._layout_tally import LaidPuzzle, Slot, Tally
 
 
-def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
+def _packed_round(layout: Any, group: int, tally: Tally) -> list[LaidPuzzle]:
     """Later rounds for a model that lists every candidate: puzzles of exactly N cells.
 
     Such a model can vote only in a puzzle of N cells. Queries share a puzzle only
@@ -151,7 +152,7 @@ def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
 
 
 def clash_cost(
-    layout: Layout,
+    layout: Any,
     members: list[int],
     c: int,
     labels: Mapping[int, str | None],
@@ -171,3 +172,27 @@ def clash_cost(
             out += 10.0
         out += met[idx[c], idx[m]]
     return out
+
+
+class PackedRounds:
+    """The rounds of :class:`~sc_cello1.tl._layout.Layout` for a model that lists every candidate."""
+
+    groups: dict[int, list[int]]
+    size: dict[int, int]
+    candidates: list[str]
+    dist: dict[int, np.ndarray]
+    met: dict[int, np.ndarray]
+    near: dict[int, np.ndarray]
+    n_samples: int
+    budget: int
+    round: int
+    rng: np.random.Generator
+    _needs_ask: Callable[[int, int, Tally], bool]
+    _hypotheses: Callable[[int, int, Tally], set[str]]
+    _left: Callable[[int, int], int]
+    _take: Callable[..., Slot]
+    _puzzle: Callable[[int, str, list[Slot]], LaidPuzzle]
+
+    def _packed(self, group: int, tally: Tally) -> list[LaidPuzzle]:
+        """Lay out one round of puzzles of exactly N cells (see :func:`_packed_round`)."""
+        return _packed_round(self, group, tally)
