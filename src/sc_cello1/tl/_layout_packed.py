@@ -1,21 +1,22 @@
 """Later rounds of :class:`~sc_cello1.tl._layout.Layout` for a model that lists every candidate.
 
 Such a model answers with N items whatever the number of cells, so only puzzles of
-exactly N cells can vote; :func:`packed` lays them out (see its docstring and
+exactly N cells can vote; :class:`PackedRounds` lays them out (see its docstring and
 ``docs/annotation.md``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._layout import LaidPuzzle, Layout, Tally
+import numpy as np
+
+from ._layout_tally import LaidPuzzle, Slot, Tally
 
 
-def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
+def _packed_round(layout: Any, group: int, tally: Tally) -> list[LaidPuzzle]:
     """Later rounds for a model that lists every candidate: puzzles of exactly N cells.
 
     Such a model can vote only in a puzzle of N cells. Queries share a puzzle only
@@ -26,8 +27,11 @@ def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
     in the puzzle, then, where the data have too few such labels, further cells of an
     anchor already in the puzzle (*spares*: a model that uses each candidate once
     gives the label to one of them and a spare candidate to the rest, so no query
-    cell has to lose its type). Only where even that cannot reach N cells
-    is a clash allowed, least costly first (:func:`clash_cost`).
+    cell has to lose its type). The queries of puzzles that known cells cannot fill
+    (before any cluster is decided, or once the anchors' budget is spent) are put
+    together again, each once, in as few puzzles as they need, labels kept apart where
+    possible; only their remaining cells are a clash, least costly first
+    (:func:`clash_cost`), clusters not asked in the round first.
     """
     cs = layout.groups[group]
     size = layout.size[group]
@@ -73,12 +77,11 @@ def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
         return left > 0 and tally.shown[c] + reserved[c] < layout.budget
 
     anchors = [c for c in cs if c not in in_query and tally.decided(c, layout.n_samples)]
-    out = []
-    for part in parts:
-        members = list(part)
-        known: list[int] = []
+
+    def fill_clean(part: list[int]) -> tuple[list[int], list[int]]:
+        """Known cells beside ``part``: new labels first, then spares of its anchors."""
+        members, known = list(part), []
         order = [anchors[i] for i in layout.rng.permutation(len(anchors))]
-        # known cells: new labels first, then spares of a label a known cell has
         for spare in (False, True):
             for a in sorted(order, key=lambda a: met_with(members, a)):
                 if len(members) >= size:
@@ -92,12 +95,41 @@ def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
                 reserved[a] += 1
                 members.append(a)
                 known.append(a)
-        # last resort: the least costly clash (a smaller puzzle cannot vote at all)
+        return members, known
+
+    def release(members: list[int], part: list[int]) -> None:
+        for m in members[len(part) :]:
+            reserved[m] -= 1
+
+    filled: list[tuple[list[int], list[int], list[int]]] = []
+    short: list[int] = []
+    for part in parts:
+        members, known = fill_clean(part)
+        if len(members) >= size:
+            filled.append((part, members, known))
+        else:
+            release(members, part)
+            short += part
+    # the queries of parts that known cells cannot fill are put together again, each
+    # once, in as few puzzles as they need (labels kept apart where possible)
+    groups: list[list[int]] = [[] for _ in range(-(-len(short) // size))]
+    for c in short:
+        open_groups = [g for g in groups if len(g) < size]
+        min(open_groups, key=lambda g: clash_cost(layout, g, c, labels, hyp, idx, group)).append(c)
+    for part in groups:
+        members, known = fill_clean(part)
+        # last resort: the least costly clash (a smaller puzzle cannot vote at all),
+        # clusters not asked in this round first
         while len(members) < size:
             ok = [a for a in cs if a not in members and free(a)]
             if not ok:
                 break
-            pick = min(ok, key=lambda a: clash_cost(layout, members, a, labels, hyp, idx, group))
+
+            def cost(a: int, members: list[int] = members) -> float:
+                again = 1000.0 if a in in_query else 0.0
+                return again + clash_cost(layout, members, a, labels, hyp, idx, group)
+
+            pick = min(ok, key=cost)
             reserved[pick] += 1
             members.append(pick)
             if pick not in in_query and tally.decided(pick, layout.n_samples):
@@ -106,6 +138,9 @@ def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
             for m in members:
                 reserved[m] -= 1
             continue  # a smaller puzzle cannot vote with this model
+        filled.append((part, members, known))
+    out = []
+    for part, members, known in filled:
         slots = [
             layout._take(
                 group, m, tally, known=labels[m] if i >= len(part) and m in known else None
@@ -117,7 +152,7 @@ def packed(layout: Layout, group: int, tally: Tally) -> list[LaidPuzzle]:
 
 
 def clash_cost(
-    layout: Layout,
+    layout: Any,
     members: list[int],
     c: int,
     labels: Mapping[int, str | None],
@@ -137,3 +172,27 @@ def clash_cost(
             out += 10.0
         out += met[idx[c], idx[m]]
     return out
+
+
+class PackedRounds:
+    """The rounds of :class:`~sc_cello1.tl._layout.Layout` for a model that lists every candidate."""
+
+    groups: dict[int, list[int]]
+    size: dict[int, int]
+    candidates: list[str]
+    dist: dict[int, np.ndarray]
+    met: dict[int, np.ndarray]
+    near: dict[int, np.ndarray]
+    n_samples: int
+    budget: int
+    round: int
+    rng: np.random.Generator
+    _needs_ask: Callable[[int, int, Tally], bool]
+    _hypotheses: Callable[[int, int, Tally], set[str]]
+    _left: Callable[[int, int], int]
+    _take: Callable[..., Slot]
+    _puzzle: Callable[[int, str, list[Slot]], LaidPuzzle]
+
+    def _packed(self, group: int, tally: Tally) -> list[LaidPuzzle]:
+        """Lay out one round of puzzles of exactly N cells (see :func:`_packed_round`)."""
+        return _packed_round(self, group, tally)
