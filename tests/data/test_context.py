@@ -106,9 +106,9 @@ def test_puzzle_context_one_rule_for_build_puzzles_and_annotate():
     assert list(seen[0].index) == ["b", "a"]  # the puzzle's rows, in cell order
     assert puzzle_context(obs, [0], context=None, fallback="None known.") == "None known."
     # context_fields win over the fallback: the sentence is built
-    assert puzzle_context(
-        obs, [0], context=None, context_fields=["smoker"], fallback="x"
-    ).endswith("Smoker: yes.")
+    assert puzzle_context(obs, [0], context=None, context_fields=["smoker"], fallback="x").endswith(
+        "Smoker: yes."
+    )
     with pytest.raises(TypeError, match="puzzle of cell 'b'"):
         puzzle_context(obs, [1], context=lambda rows: None)
     with pytest.raises(ValueError, match="more than one line"):
