@@ -378,6 +378,22 @@ def test_old_cache_dir_keyword_warns_and_is_the_answer_dir(tmp_path):
         cello1.tl.annotate(adata, **kw, cache_dir=tmp_path, answer_dir=tmp_path)
 
 
+def test_model_name_is_read_from_the_model_key_or_the_old_name_key():
+    from sc_cello1.inference._resolve import model_name_of
+
+    assert model_name_of({"backend": "b", "model": "m", "name": "old"}) == "m"
+    assert model_name_of({"name": "old"}) == "old"  # earlier releases, a user's backend
+    adata, _ = marker_adata(3)
+
+    class NamedByName(ScriptedBackend):
+        def provenance(self):
+            return {"backend": "own", "name": "by-name", "revision": "r"}
+
+    backend = NamedByName(lambda genes, candidates, call: [candidates[0]] * len(genes))
+    cello1.tl.annotate(adata, candidates=TYPES[:3], model=backend, n_genes=3, n_samples=2)
+    assert adata.uns["cello1"]["params"]["model_name"] == "by-name"
+
+
 def test_copy_returns_annotated_copy_and_view_input_works():
     adata, markers = marker_adata(3)
     before = snapshot(adata)

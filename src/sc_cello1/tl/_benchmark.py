@@ -344,11 +344,12 @@ def _provenance(
     """Return what ``benchmark.json`` records: model, backend, dataset, settings, version."""
     from sc_cello1._version import __version__
     from sc_cello1.data._prompts import PROMPT_VERSION
+    from sc_cello1.inference._resolve import model_name_of
 
     split, puzzles, leaked, clean = config.split, data.puzzles, data.leaked, data.clean
     return {
         "model": {
-            "name": sp.get("model"),
+            "name": model_name_of(sp),
             "revision": sp.get("revision"),
             "repo": sp.get("repo"),
             "source": sp.get("source"),
