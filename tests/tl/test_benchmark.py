@@ -134,7 +134,7 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
         "8",
         "-o",
         str(out),
-        "--weights-dir",
+        "--cache-dir",
         str(cache),
         "--mirror",
         hub.url,  # holds the dataset; not SmolLM2, which falls back to its GGUF
