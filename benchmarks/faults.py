@@ -8,7 +8,7 @@ Also: one puzzle that always fails, and ``cello1 solve`` interrupted with SIGINT
 
 For each run it reports whether the labels equal those of a clean run, or the call
 ended with the documented ``SolveError`` with every other answer kept; then it reruns
-with the same ``cache_dir`` (the server still flaky) until done, and checks that each
+with the same ``answer_dir`` (the server still flaky) until done, and checks that each
 rerun asked exactly the missing puzzles.
 
     .venv/bin/python benchmarks/faults.py            # the table of docs/long_runs.md
@@ -102,7 +102,7 @@ def solve_runs(rate: float, seeds: int, n: int, tmp: Path, max_retries: int) -> 
             items,
             model="served",
             backend="openai",
-            cache_dir=cache,
+            answer_dir=cache,
             backend_kwargs=backend_kwargs(url, max_retries),
             max_new_tokens=64,
         )
@@ -154,7 +154,7 @@ def annotate_runs(rate: float, seeds: int, tmp: Path, max_retries: int) -> list[
             n_genes=5,
             max_cells_per_puzzle=4,
             ontology=False,
-            cache_dir=cache,
+            answer_dir=cache,
             copy=True,
         )
 
@@ -194,7 +194,7 @@ def one_always_failing(n: int, tmp: Path) -> dict:
 
     items = puzzles(n)
     cache = tmp / "always"
-    kwargs = {"model": "served", "backend": "openai", "cache_dir": cache, "max_new_tokens": 64}
+    kwargs = {"model": "served", "backend": "openai", "answer_dir": cache, "max_new_tokens": 64}
     with FaultyChatServer(always_fail="donor 3.") as srv:
         try:
             solve(items, backend_kwargs=backend_kwargs(srv.url, 2), **kwargs)

@@ -66,15 +66,6 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_EXTERNAL)})(\..*)?"),
     (r"py:.*", r"Ellipsis|None|NoneType"),
 ]
-# References in docstrings of tl/ and inference/ modules that open work (issues 17 and
-# 19) is rewriting: fixed there, then removed from this list by the lead.
-nitpick_ignore = [
-    ("py:func", "answer_regex"),  # inference/_vllm.py: sc_cello1.inference._constrained...
-    ("py:func", "label_similarity"),  # inference/_repair.py
-    # torch.nn.Module.training, which autosummary lists as an attribute of GRPOModule
-    ("py:obj", "sc_cello1.train.GRPOModule.training"),
-]
-
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", None),
     "anndata": ("https://anndata.readthedocs.io/en/stable/", None),

@@ -34,7 +34,7 @@ class DemoConfig(VerbConfig):
     one_to_one: bool = option(False, help="Distinct labels.")
     temperature: float | None = option(None, help="Sampling temperature.")
     key_added: str = option("cello1", help="Where results go.")
-    cache_dir: Path | None = option(None, help="Answer cache.")
+    answer_dir: Path | None = option(None, help="Answer cache.")
     groups: tuple[str, ...] = option((), help="Clusters to label.")
     backend_kwargs: dict[str, Any] = option(factory=dict, help="Backend arguments.")
     runner: Any = option(None, help="A built backend.", cli=False, params=False)
@@ -72,10 +72,10 @@ def test_from_call_maps_old_keywords_with_a_future_warning_and_rejects_unknown_o
 
 def test_params_are_json_friendly_and_leave_python_objects_out(tmp_path):
     cfg = DemoConfig(
-        cache_dir=tmp_path, groups=("0", "1"), backend_kwargs={"a": (1, 2)}, runner=object()
+        answer_dir=tmp_path, groups=("0", "1"), backend_kwargs={"a": (1, 2)}, runner=object()
     )
     params = cfg.params()
-    assert params["cache_dir"] == str(tmp_path) and params["groups"] == ["0", "1"]
+    assert params["answer_dir"] == str(tmp_path) and params["groups"] == ["0", "1"]
     assert params["backend_kwargs"] == {"a": [1, 2]} and "runner" not in params
     assert list(params) == [n for n in DemoConfig.field_names() if n != "runner"]
 
@@ -98,12 +98,12 @@ def test_cli_options_come_from_the_fields_with_their_defaults_and_choices():
     assert "Where the model runs. (default: auto)" in parser.format_help()
     args = parser.parse_args(
         ["--backend", "vllm", "--one-to-one", "--num-generations", "4", "--groups", "a, b",
-         "--backend-kwargs", '{"x": 1}', "--cache-dir", "c", "--temperature", "0.5"]
+         "--backend-kwargs", '{"x": 1}', "--answer-dir", "c", "--temperature", "0.5"]
     )  # fmt: skip
     cfg = config_from_args(args, DemoConfig, runner="r")
     assert cfg == DemoConfig(
         backend="vllm", one_to_one=True, num_generations=4, groups=("a", "b"),
-        backend_kwargs={"x": 1}, cache_dir=Path("c"), temperature=0.5, runner="r",
+        backend_kwargs={"x": 1}, answer_dir=Path("c"), temperature=0.5, runner="r",
     )  # fmt: skip
     assert config_from_args(parser.parse_args([]), DemoConfig) == DemoConfig()
     with pytest.raises(argparse.ArgumentError):

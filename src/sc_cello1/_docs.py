@@ -48,11 +48,11 @@ backend_kwargs
         Passed to :func:`~sc_cello1.inference.get_backend` (``device_map``, ``dtype``,
         ``tensor_parallel_size``, ``base_url``, ``api_key``, ``timeout``,
         ``max_retries``, ...). Keys naming secrets are not recorded.""",
-    "doc_answer_cache": """\
-cache_dir
+    "doc_answer_dir": """\
+answer_dir
         Folder of the answer cache (created if needed): each finished answer is stored
         the moment it arrives, so a rerun with the same settings resumes where it
-        stopped. ``None``: no cache. Not the root of the weights
+        stopped. ``None``: no cache. Not the root of the weights and datasets
         (``cello1.settings.cache_dir``).""",
 }
 

@@ -54,7 +54,7 @@ _FLAG_OVERRIDES: dict[str, dict[str, str]] = {
     },
     "solve": {
         "backend_kwargs": "--base-url/--api-key/--timeout/--max-retries/--max-concurrency",
-        "cache_dir=None": "--no-cache",
+        "answer_dir=None": "--no-cache",
     },
     "build-puzzles": {
         "donor_key=None": "--donor-key none",

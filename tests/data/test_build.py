@@ -237,6 +237,16 @@ def test_context_string_and_callable(kang):
         assert p.context == f"Donor {first['donor_id']}, {first['group_id']} sample."
 
 
+def test_context_callable_that_returns_no_single_line_is_refused(kang):
+    kw = {"n_cells": (5, 5), "per_size": 1, "layer": "counts"}
+    with pytest.raises(TypeError, match="returned a int, not a string"):
+        build_puzzles(kang, **kw, context=lambda row: 3)
+    with pytest.raises(ValueError, match="more than one line"):
+        build_puzzles(kang, **kw, context=lambda row: "two\nlines")
+    with pytest.raises(ValueError, match="is empty"):
+        build_puzzles(kang, **kw, context=lambda row: " ")
+
+
 def test_context_fields(kang):
     puzzles = build_puzzles(
         kang,

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from sc_cello1.data import CONTEXT_FIELDS, context_sentence
+from sc_cello1.data._context import puzzle_context
 from tests.data import _authors
 
 SPEC_EXAMPLE = "The cell is from a female at the 65-year-old stage with European background, originating from the lung. The patient has been diagnosed with lung adenocarcinoma."
@@ -84,3 +85,31 @@ def test_context_fields_constant():
         "tissue",
         "disease",
     )
+
+
+def test_puzzle_context_one_rule_for_build_puzzles_and_annotate():
+    obs = pd.DataFrame(
+        {"sex": ["female", "male"], "tissue": ["lung", "blood"], "smoker": ["yes", "no"]},
+        index=["a", "b"],
+    )
+    assert puzzle_context(obs, [1, 0], context=None) == (
+        "The cell is from a male, originating from the blood"
+    )
+    assert puzzle_context(obs, [0], context=None, context_fields=["smoker"]).endswith(
+        "Smoker: yes."
+    )
+    assert puzzle_context(obs, [0, 1], context="Given.") == "Given."
+    seen = []
+    assert puzzle_context(obs, [1, 0], context=lambda rows: seen.append(rows) or "Rows.") == (
+        "Rows."
+    )
+    assert list(seen[0].index) == ["b", "a"]  # the puzzle's rows, in cell order
+    assert puzzle_context(obs, [0], context=None, fallback="None known.") == "None known."
+    # context_fields win over the fallback: the sentence is built
+    assert puzzle_context(obs, [0], context=None, context_fields=["smoker"], fallback="x").endswith(
+        "Smoker: yes."
+    )
+    with pytest.raises(TypeError, match="puzzle of cell 'b'"):
+        puzzle_context(obs, [1], context=lambda rows: None)
+    with pytest.raises(ValueError, match="more than one line"):
+        puzzle_context(obs.assign(tissue=["lung\nleft", "blood"]), [0], context=None)

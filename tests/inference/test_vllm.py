@@ -143,11 +143,11 @@ def test_prompt_too_long_fails_before_generating_and_engine_stays_usable(
     assert lengths[1] == len(ref.prompt_token_ids)
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match=r"max_model_len=2048") as e:
-        solve([short, long], model=vllm_backend, max_new_tokens=8, cache_dir=cache)
+        solve([short, long], model=vllm_backend, max_new_tokens=8, answer_dir=cache)
     assert f"has {lengths[0]} prompt tokens" in str(e.value)
     assert f"backend_kwargs={{'max_model_len': {lengths[0] + 8}}}" in str(e.value)
     assert not list(cache.glob("*.json"))  # nothing generated, nothing half-written
-    res = solve([short], model=vllm_backend, max_new_tokens=4, cache_dir=cache)
+    res = solve([short], model=vllm_backend, max_new_tokens=4, answer_dir=cache)
     assert len(res) == 1 and 1 <= res[0]["n_tokens"] <= 4 and len(list(cache.glob("*.json"))) == 1
 
 

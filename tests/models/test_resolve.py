@@ -19,7 +19,7 @@ def test_resolve_local_folder(tiny_qwen2):
     prov = resolved.provenance()
     assert json.loads(json.dumps(prov)) == prov
     assert prov == {
-        "name": str(tiny_qwen2.resolve()),
+        "model": str(tiny_qwen2.resolve()),
         "source": "local",
         "repo": None,
         "revision": None,

@@ -118,7 +118,7 @@ def test_one_to_one_oracle_labels_every_cluster_and_records_everything():
     assert (uns["reasoning"]["answer"] == uns["reasoning"]["matched"]).all()
     params = uns["params"]
     for name in inspect.signature(cello1.tl.annotate).parameters:
-        if name not in ("adata", "unique"):
+        if name not in ("adata", "unique", "cache_dir"):
             assert name in params, name
     assert params["model_name"] == "scripted-oracle"
     assert params["model_revision"] == "test-1"
@@ -361,6 +361,39 @@ def test_default_lets_clusters_share_a_type_and_one_to_one_does_not():
     assert not uns["puzzles"]["is_permutation"].any()  # the raw answers were not
 
 
+def test_old_cache_dir_keyword_warns_and_is_the_answer_dir(tmp_path):
+    adata, _ = marker_adata(3)
+    backend = ScriptedBackend(lambda genes, candidates, call: [candidates[0]] * len(genes))
+    kw = {"candidates": TYPES[:3], "model": backend, "n_genes": 3, "n_samples": 2}
+    with pytest.warns(FutureWarning, match=r"cache_dir= -> answer_dir="):
+        cello1.tl.annotate(adata, **kw, cache_dir=tmp_path)
+    params = adata.uns["cello1"]["params"]
+    assert params["answer_dir"] == str(tmp_path) and "cache_dir" not in params
+    n_stored = len(list(tmp_path.glob("*.json")))
+    assert n_stored > 0
+    calls = backend.calls
+    cello1.tl.annotate(adata, **kw, answer_dir=tmp_path)  # every puzzle from the cache
+    assert backend.calls == calls and len(list(tmp_path.glob("*.json"))) == n_stored
+    with pytest.raises(TypeError, match=r"both cache_dir= \(old name\) and answer_dir="):
+        cello1.tl.annotate(adata, **kw, cache_dir=tmp_path, answer_dir=tmp_path)
+
+
+def test_model_name_is_read_from_the_model_key_or_the_old_name_key():
+    from sc_cello1.inference._resolve import model_name_of
+
+    assert model_name_of({"backend": "b", "model": "m", "name": "old"}) == "m"
+    assert model_name_of({"name": "old"}) == "old"  # earlier releases, a user's backend
+    adata, _ = marker_adata(3)
+
+    class NamedByName(ScriptedBackend):
+        def provenance(self):
+            return {"backend": "own", "name": "by-name", "revision": "r"}
+
+    backend = NamedByName(lambda genes, candidates, call: [candidates[0]] * len(genes))
+    cello1.tl.annotate(adata, candidates=TYPES[:3], model=backend, n_genes=3, n_samples=2)
+    assert adata.uns["cello1"]["params"]["model_name"] == "by-name"
+
+
 def test_copy_returns_annotated_copy_and_view_input_works():
     adata, markers = marker_adata(3)
     before = snapshot(adata)
@@ -489,7 +522,7 @@ BAD_INPUTS = [
     ({"max_new_tokens": 0}, ValueError, "max_new_tokens"),
     ({"one_to_one": "yes"}, TypeError, "`one_to_one` must be True or False"),
     ({"backend": "llama"}, ValueError, "backend='llama' is not known"),
-    ({"cache_dir": __file__}, ValueError, "is a file; give a folder"),
+    ({"answer_dir": __file__}, ValueError, "is a file; give a folder"),
     ({"backend_kwargs": "device_map=cpu"}, TypeError, "backend_kwargs"),
     ({"model": "/no/such/model-folder"}, (FileNotFoundError, ValueError), "/no/such/model-folder"),
     ({"model": "no-such-registered-model"}, ValueError, "no-such-registered-model"),
@@ -632,7 +665,7 @@ def test_interrupt_mid_run_leaves_adata_unchanged_and_resumes(error, tiny_qwen2,
         "n_samples": 3,
         "max_new_tokens": 8,
         "batch_size": 1,
-        "cache_dir": tmp_path / "cache",
+        "answer_dir": tmp_path / "cache",
         "one_to_one": True,  # 4 clusters, 4 candidates: one puzzle per round
     }
     wrapper = InterruptingBackend(inner, at=2, error=error)

@@ -24,6 +24,7 @@ NOT_ON_THE_COMMAND_LINE = {
         "copy": "the command writes OUT.h5ad; the input file is never changed",
         "backend_kwargs": "set in parts: --base-url, --api-key, --timeout, --max-retries, ...",
         "unique": "deprecated alias of one_to_one",
+        "cache_dir": "deprecated alias of answer_dir",
         "reference_model": "a Python object (a trained model)",
     },
     "solve": {
@@ -31,11 +32,11 @@ NOT_ON_THE_COMMAND_LINE = {
         "backend_kwargs": "set in parts: --base-url, --api-key, --timeout, --max-retries, ...",
         "unique": "deprecated alias of one_to_one",
         "n_samples": "deprecated alias of num_generations",
+        "cache_dir": "deprecated alias of answer_dir",
     },
     "benchmark": {
         "download": "--offline",
         "backend_kwargs": "set in parts: --base-url, --api-key, --timeout, --max-retries, ...",
-        "cache_dir": "deprecated alias of weights_dir",
     },
 }
 
@@ -120,14 +121,33 @@ def test_context_fields_and_use_raw_reach_annotate_as_typed():
 def test_old_flags_are_hidden_and_map_to_the_new_names_with_a_warning():
     from sc_cello1._config import config_from_args
 
-    parser = _parser("benchmark")
-    assert "--cache-dir" not in parser.format_help() and "--weights-dir" in parser.format_help()
-    args = parser.parse_args(["--model", "m", "-o", "out", "--cache-dir", "w"])
-    with pytest.warns(FutureWarning, match="--cache-dir is deprecated.*--weights-dir"):
-        config = config_from_args(args, BenchmarkConfig)
-    assert config.weights_dir == "w"
+    for verb, cls, argv in [
+        ("solve", SolveConfig, ["p.jsonl", "-o", "o.jsonl"]),
+        ("annotate", AnnotateConfig, ["x.h5ad", "-o", "y.h5ad"]),
+    ]:
+        parser = _parser(verb)
+        assert "--cache-dir" not in parser.format_help() and "--answer-dir" in parser.format_help()
+        args = parser.parse_args([*argv, "--cache-dir", "answers"])
+        with pytest.warns(FutureWarning, match="--cache-dir is deprecated.*--answer-dir"):
+            config = config_from_args(args, cls)
+        assert config.answer_dir == "answers", verb
+        args = parser.parse_args([*argv, "--cache-dir", "a", "--answer-dir", "b"])
+        with pytest.raises(ValueError, match=r"both --cache-dir \(old name\) and --answer-dir"):
+            config_from_args(args, cls)
     parser = _parser("solve")
     args = parser.parse_args(["p.jsonl", "-o", "o.jsonl", "--n-samples", "3", "--no-unique"])
     with pytest.warns(FutureWarning, match="--n-samples is deprecated"):
         config = config_from_args(args, SolveConfig)
     assert config.num_generations == 3 and config.one_to_one is False
+
+
+def test_benchmark_cache_dir_is_the_weights_root_without_a_warning(recwarn):
+    from sc_cello1._config import config_from_args
+
+    parser = _parser("benchmark")
+    assert "--cache-dir" in parser.format_help() and "--weights-dir" not in parser.format_help()
+    args = parser.parse_args(["--model", "m", "-o", "out", "--cache-dir", "w"])
+    assert config_from_args(args, BenchmarkConfig).cache_dir == "w"
+    assert BenchmarkConfig.from_call(model="m", output_dir="o", cache_dir="w").cache_dir == "w"
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
+    assert "weights_dir" not in inspect.signature(cello1.tl.benchmark).parameters

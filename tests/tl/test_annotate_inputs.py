@@ -72,7 +72,7 @@ def _louvain(adata):
 def _cache_under_file(tmp_path):
     def change(adata):
         (tmp_path / "file").write_text("x")
-        return {"cache_dir": tmp_path / "file" / "cache"}
+        return {"answer_dir": tmp_path / "file" / "cache"}
 
     return change
 
@@ -111,10 +111,10 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", [*BAD, "cache_dir under a file"])
+@pytest.mark.parametrize("case", [*BAD, "answer_dir under a file"])
 def test_bad_input_is_refused_before_any_request(case, tmp_path):
     adata, _ = marker_adata()
-    if case == "cache_dir under a file":
+    if case == "answer_dir under a file":
         change, error, match = _cache_under_file(tmp_path), ValueError, "under the file"
     else:
         change, error, match = BAD[case]
@@ -161,10 +161,10 @@ def test_flaky_server_gives_the_labels_of_a_clean_run(tmp_path):
         with FaultyChatServer(rate=0.6, seed=seed) as srv:
             cache = tmp_path / f"cache{seed}"
             try:
-                got = annotate(adata, srv.url, copy=True, cache_dir=cache)
+                got = annotate(adata, srv.url, copy=True, answer_dir=cache)
             except SolveError:
                 got = annotate(
-                    adata, srv.url, copy=True, cache_dir=cache, backend_kwargs={"max_retries": 20}
+                    adata, srv.url, copy=True, answer_dir=cache, backend_kwargs={"max_retries": 20}
                 )
         assert got.obs["cello1"].tolist() == clean.obs["cello1"].tolist()
         assert sum(srv.faults.values()) > 0
@@ -179,7 +179,7 @@ def test_a_puzzle_that_keeps_failing_costs_only_itself(tmp_path):
             annotate(
                 adata,
                 srv.url,
-                cache_dir=cache,
+                answer_dir=cache,
                 max_cells_per_puzzle=3,
                 n_genes=1,
                 backend_kwargs={"max_retries": 1},
@@ -194,7 +194,7 @@ def test_a_puzzle_that_keeps_failing_costs_only_itself(tmp_path):
         clean = annotate(
             adata,
             srv.url,
-            cache_dir=tmp_path / "clean",
+            answer_dir=tmp_path / "clean",
             max_cells_per_puzzle=3,
             n_genes=1,
             copy=True,
@@ -203,7 +203,7 @@ def test_a_puzzle_that_keeps_failing_costs_only_itself(tmp_path):
     # the rerun asks only what the first run did not keep: the failed puzzle and the
     # later rounds that never ran
     with FaultyChatServer() as srv:
-        annotate(adata, srv.url, cache_dir=cache, max_cells_per_puzzle=3, n_genes=1)
+        annotate(adata, srv.url, answer_dir=cache, max_cells_per_puzzle=3, n_genes=1)
     assert srv.requests == n_clean - n_kept
     assert adata.obs["cello1"].notna().all()
     assert adata.obs["cello1"].astype(str).equals(clean.obs["cello1"].astype(str))

@@ -346,7 +346,7 @@ def test_without_candidates_the_model_proposes_them_first(tmp_path):
             return out
 
     backend = ProposingBackend(script)
-    cello1.tl.annotate(adata, model=backend, n_genes=5, n_samples=3, cache_dir=tmp_path / "c")
+    cello1.tl.annotate(adata, model=backend, n_genes=5, n_samples=3, answer_dir=tmp_path / "c")
     uns = adata.uns["cello1"]
     assert uns["candidates"]["candidate_source"] == "proposed"
     proposed = list(uns["candidates"]["names"])
@@ -361,7 +361,7 @@ def test_without_candidates_the_model_proposes_them_first(tmp_path):
         assert table.loc[str(k), "label"].casefold().rstrip(".") == TYPES[k].casefold()
     # resumable: a second run asks nothing new
     calls = backend.calls
-    cello1.tl.annotate(adata, model=backend, n_genes=5, n_samples=3, cache_dir=tmp_path / "c")
+    cello1.tl.annotate(adata, model=backend, n_genes=5, n_samples=3, answer_dir=tmp_path / "c")
     assert backend.calls == calls
 
 
@@ -376,7 +376,7 @@ def test_without_candidates_smollm2_runs_the_proposal_stage_and_says_why_it_stop
     before = adata.copy()
     kw = dict(groupby="bulk_labels", model=smollm2, use_raw=True, n_samples=2, n_genes=10)
     with pytest.raises(RuntimeError, match="proposed no usable cell type name in 4 answers"):
-        cello1.tl.annotate(adata, max_new_tokens=24, cache_dir=tmp_path / "c", **kw)
+        cello1.tl.annotate(adata, max_new_tokens=24, answer_dir=tmp_path / "c", **kw)
     assert "cello1" not in adata.uns and list(adata.obs.columns) == list(before.obs.columns)
     assert len(list((tmp_path / "c").glob("*.json"))) == 4
 

@@ -58,7 +58,7 @@ def test_benchmark_bad_input_fails_before_any_download(kwargs, error, match, tmp
     args = {"model": "cell-o1", "output_dir": tmp_path / "out", "data_revision": "main"}
     args.update(kwargs)
     with pytest.raises(error, match=match):
-        tl.benchmark(**args, weights_dir=tmp_path / "cache", mirror="http://127.0.0.1:9")
+        tl.benchmark(**args, cache_dir=tmp_path / "cache", mirror="http://127.0.0.1:9")
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
@@ -78,7 +78,7 @@ def test_benchmark_python_api_full_split_and_clean_subset(hub, tiny_qwen2, tmp_p
         max_new_tokens=4,
         backend="transformers",
         mirror=hub.url,
-        weights_dir=tmp_path / "cache",
+        cache_dir=tmp_path / "cache",
     )
     table = result.table
     n_sizes = len(set(TEST_SIZES))
@@ -103,7 +103,7 @@ def test_benchmark_python_api_full_split_and_clean_subset(hub, tiny_qwen2, tmp_p
         max_new_tokens=4,
         backend="transformers",
         leakage_by="set",
-        weights_dir=tmp_path / "cache",
+        cache_dir=tmp_path / "cache",
         download=False,
     )
     assert by_set.provenance["n_clean"] == len(TEST_SIZES) - len(RANKED_LEAKS) - len(SET_LEAKS)
@@ -134,7 +134,7 @@ def test_cli_benchmark_with_smollm2_on_a_stratified_subset(hub, smollm2, tmp_pat
         "8",
         "-o",
         str(out),
-        "--weights-dir",
+        "--cache-dir",
         str(cache),
         "--mirror",
         hub.url,  # holds the dataset; not SmolLM2, which falls back to its GGUF
@@ -235,7 +235,7 @@ def test_benchmark_registered_model_at_main_records_commit_and_hashes(hub, tiny_
         "limit": 3,
         "max_new_tokens": 4,
         "backend": "transformers",
-        "weights_dir": tmp_path / "cache",
+        "cache_dir": tmp_path / "cache",
         "mirror": hub.url,
     }
     try:

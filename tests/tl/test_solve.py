@@ -157,22 +157,22 @@ def test_cache_resumes_after_interrupt_without_recomputing(scripted, tmp_path):
     puzzles = _puzzles(5)
     first = Counting(scripted, interrupt_after=2)
     with pytest.raises(KeyboardInterrupt):
-        solve(puzzles, model=first, cache_dir=tmp_path, batch_size=1, max_new_tokens=20)
+        solve(puzzles, model=first, answer_dir=tmp_path, batch_size=1, max_new_tokens=20)
     assert first.prompts == 2
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == 2 and not list(tmp_path.glob("*.tmp"))
     second = Counting(scripted)
-    res = solve(puzzles, model=second, cache_dir=tmp_path, batch_size=1, max_new_tokens=20)
+    res = solve(puzzles, model=second, answer_dir=tmp_path, batch_size=1, max_new_tokens=20)
     assert second.prompts == 3 and len(res) == 5
     assert res.provenance["n_from_cache"] == 2
     third = Counting(scripted)
-    again = solve(puzzles, model=third, cache_dir=tmp_path, batch_size=1, max_new_tokens=20)
+    again = solve(puzzles, model=third, answer_dir=tmp_path, batch_size=1, max_new_tokens=20)
     assert third.prompts == 0 and list(again) == list(res)
 
 
 def test_cache_key_changes_with_settings(scripted, tmp_path):
     puzzles = _puzzles(2)
-    solve(puzzles, model=scripted, cache_dir=tmp_path, max_new_tokens=20)
+    solve(puzzles, model=scripted, answer_dir=tmp_path, max_new_tokens=20)
     for kwargs in (
         {"max_new_tokens": 21},
         {"temperature": 0.5},
@@ -182,21 +182,21 @@ def test_cache_key_changes_with_settings(scripted, tmp_path):
         {"constrained": True},
     ):
         c = Counting(scripted)
-        solve(puzzles, model=c, cache_dir=tmp_path, **{"max_new_tokens": 20, **kwargs})
+        solve(puzzles, model=c, answer_dir=tmp_path, **{"max_new_tokens": 20, **kwargs})
         assert c.prompts == 2, kwargs
     # repair / unique only change post-processing: served from the cache
     c = Counting(scripted)
-    solve(puzzles, model=c, cache_dir=tmp_path, max_new_tokens=20, repair=False)
+    solve(puzzles, model=c, answer_dir=tmp_path, max_new_tokens=20, repair=False)
     assert c.prompts == 0
 
 
 def test_half_written_cache_entry_is_recomputed(scripted, tmp_path):
     puzzles = _puzzles(1)
-    solve(puzzles, model=scripted, cache_dir=tmp_path, max_new_tokens=20)
+    solve(puzzles, model=scripted, answer_dir=tmp_path, max_new_tokens=20)
     (entry,) = tmp_path.glob("*.json")
     entry.write_text(entry.read_text()[:30])  # e.g. a copy cut short
     c = Counting(scripted)
-    res = solve(puzzles, model=c, cache_dir=tmp_path, max_new_tokens=20)
+    res = solve(puzzles, model=c, answer_dir=tmp_path, max_new_tokens=20)
     assert c.prompts == 1 and res[0]["valid_format"]
     assert json.loads(entry.read_text())["complete"] is True
 
@@ -349,7 +349,7 @@ def test_smollm2_end_to_end_on_pbmc(smollm2, pbmc68k, tmp_path):
         "backend": "transformers",
         "max_new_tokens": need + 12,
         "constrained": True,
-        "cache_dir": tmp_path,
+        "answer_dir": tmp_path,
     }
     res = solve(puzzles, **kwargs)
     assert len(res) == 2
@@ -381,7 +381,7 @@ def test_answers_cached_under_the_previous_release_key_are_still_read(scripted, 
     from sc_cello1.tl._solve_run import cache_key, key_settings
 
     puzzles = _puzzles(2)
-    solve(puzzles, model=scripted, cache_dir=tmp_path, max_new_tokens=20)
+    solve(puzzles, model=scripted, answer_dir=tmp_path, max_new_tokens=20)
     prov = redact(_jsonable(scripted.provenance()))
     common = {"temperature": 0.0, "max_new_tokens": 20, "seed": 0, "constraint": None}
     # move every entry to the key the previous release wrote (``n_samples``)
@@ -396,6 +396,39 @@ def test_answers_cached_under_the_previous_release_key_are_still_read(scripted, 
         new.unlink()
         (tmp_path / f"{old}.json").write_text(json.dumps({**stored, "key": old}))
     c = Counting(scripted)
-    again = solve(puzzles, model=c, cache_dir=tmp_path, max_new_tokens=20)
+    again = solve(puzzles, model=c, answer_dir=tmp_path, max_new_tokens=20)
     assert c.prompts == 0 and again.provenance["n_from_cache"] == 2
     assert len(list(tmp_path.glob("*.json"))) == 4  # copied to the new keys
+
+
+def test_old_cache_dir_keyword_warns_and_is_the_answer_dir(scripted, tmp_path):
+    puzzles = _puzzles(2)
+    with pytest.warns(FutureWarning, match=r"cache_dir= -> answer_dir="):
+        solve(puzzles, model=scripted, max_new_tokens=20, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    c = Counting(scripted)
+    again = solve(puzzles, model=c, max_new_tokens=20, answer_dir=tmp_path)
+    assert c.prompts == 0 and again.provenance["n_from_cache"] == 2
+    with pytest.raises(TypeError, match=r"both cache_dir= \(old name\) and answer_dir="):
+        solve(puzzles, model=scripted, cache_dir=tmp_path, answer_dir=tmp_path)
+
+
+def test_cli_answer_dir_and_old_cache_dir_flag_hold_the_answers(tmp_path):
+    from tests.inference._servers import FaultyChatServer
+
+    from sc_cello1.cli import main
+    from sc_cello1.data import write_puzzles
+
+    source = write_puzzles(_puzzles(2), tmp_path / "p.jsonl")
+    out = tmp_path / "preds.jsonl"
+    base = ["solve", str(source), "-o", str(out), "--backend", "openai", "--model", "m"]
+    with FaultyChatServer() as srv:
+        argv = [*base, "--base-url", srv.url, "--max-new-tokens", "20"]
+        assert main([*argv, "--answer-dir", str(tmp_path / "new")]) == 0
+        with pytest.warns(FutureWarning, match="--cache-dir is deprecated.*--answer-dir"):
+            assert main([*argv, "--cache-dir", str(tmp_path / "old")]) == 0
+        assert main(argv) == 0
+        n_requests = srv.requests
+    assert n_requests == 6  # each run asked both puzzles: three different folders
+    for folder in ("new", "old", "preds.jsonl.cache"):
+        assert len(list((tmp_path / folder).glob("*.json"))) == 2, folder

@@ -30,7 +30,7 @@ def run(url: str, items, tmp_path, **kwargs):
         items,
         model="served",
         backend="openai",
-        cache_dir=tmp_path / "cache",
+        answer_dir=tmp_path / "cache",
         backend_kwargs=backend_kwargs,
         max_new_tokens=50,
         **kwargs,
@@ -51,7 +51,7 @@ def test_one_failing_puzzle_costs_only_that_puzzle(tmp_path):
     assert error.failed.keys() == {3} and error.n_done == 19
     text = str(error)
     assert "1 of 20 puzzles failed" in text and "puzzles 3;" in text
-    assert "kept in cache_dir" in text and "max_retries" in text and "timeout" in text
+    assert "kept in answer_dir" in text and "max_retries" in text and "timeout" in text
     assert first_run == 19 + 2  # 19 answers, 2 attempts of the failing one
     assert cached(tmp_path) == 19
     # the rerun, against the same server now healthy, asks only the missing puzzle
@@ -181,7 +181,7 @@ def test_bad_settings_make_no_request(tmp_path, kwargs, error, match):
     items = puzzles(2)
     if kwargs.pop("cache_under_file", False):
         (tmp_path / "file").write_text("x")
-        kwargs["cache_dir"] = tmp_path / "file" / "cache"
+        kwargs["answer_dir"] = tmp_path / "file" / "cache"
     with FaultyChatServer() as srv:
         with pytest.raises(error, match=match):
             solve(
@@ -201,9 +201,9 @@ def test_an_in_process_error_stops_the_run_and_keeps_the_finished_batches(tmp_pa
     oracle = ScriptedBackend(lambda genes, candidates, call: list(candidates))
     broken = InterruptingBackend(oracle, at=2, error=MemoryError)
     with pytest.raises(MemoryError), caplog.at_level("WARNING"):
-        solve(items, model=broken, cache_dir=tmp_path / "cache", batch_size=2)
+        solve(items, model=broken, answer_dir=tmp_path / "cache", batch_size=2)
     assert cached(tmp_path) == 2
     assert "stopped by MemoryError: 2 of 6 puzzles answered" in caplog.text
     again = ScriptedBackend(lambda genes, candidates, call: list(candidates))
-    res = solve(items, model=again, cache_dir=tmp_path / "cache", batch_size=2)
+    res = solve(items, model=again, answer_dir=tmp_path / "cache", batch_size=2)
     assert again.calls == 4 and len(res) == 6

@@ -12,7 +12,7 @@ import numpy as np
 from sc_cello1._answer import ITEM_SEP
 from sc_cello1._logging import logger
 
-from ._context import CONTEXT_FIELDS, context_sentence
+from ._context import CONTEXT_FIELDS, puzzle_context
 from ._puzzle import Puzzle
 from ._sampling import _groups, _sample, _types_by_group
 
@@ -102,16 +102,6 @@ def _labels(adata: AnnData, key: str) -> np.ndarray:
     return labels
 
 
-def _context_for(
-    context: ContextSource, extra: Sequence[str] | Mapping[str, str]
-) -> Callable[[pd.Series], str]:
-    if context is None:
-        return lambda row: context_sentence(row, context_fields=extra)
-    if isinstance(context, str):
-        return lambda row: context
-    return context
-
-
 def _check_context(
     adata: AnnData, context: Any, context_fields: Sequence[str] | Mapping[str, str] | str
 ) -> Sequence[str] | Mapping[str, str]:
@@ -188,20 +178,16 @@ def _expression(
 def _contexts(
     obs: pd.DataFrame,
     sampled: list[tuple[int, list[str], list[int]]],
-    make_context: Callable[[pd.Series], str],
+    context: ContextSource,
+    context_fields: Sequence[str] | Mapping[str, str],
 ) -> list[str]:
     """Return the context of each puzzle, from its first cell; one line of text each."""
-    contexts = []
-    for _, _, rows in sampled:
-        text = make_context(obs.iloc[rows[0]])
-        if not isinstance(text, str):
-            msg = f"the context callable returned a {type(text).__name__}, not a string."
-            raise TypeError(msg)
-        if "\n" in text or "\r" in text:
-            msg = f"the context of cell {obs.index[rows[0]]!r} has a line break: {text[:80]!r}."
-            raise ValueError(msg)
-        contexts.append(text)
-    return contexts
+    # build_puzzles' callable takes the first cell's row; puzzle_context hands the rows
+    make = context if not callable(context) else lambda rows: context(rows.iloc[0])
+    return [
+        puzzle_context(obs, rows, context=make, context_fields=context_fields)
+        for _, _, rows in sampled
+    ]
 
 
 def build_puzzles(
@@ -348,7 +334,7 @@ def build_puzzles(
     sampled = _sample(group_types, cells_of, lo, hi, per_size, seed)
 
     # ---- contexts (first cell of each puzzle), then top genes of the sampled cells ----
-    contexts = _contexts(adata.obs, sampled, _context_for(context, extra))
+    contexts = _contexts(adata.obs, sampled, context, extra)
     cells = np.unique(np.fromiter((r for _, _, rs in sampled for r in rs), dtype=np.int64))
     top = top_gene_indices(X, n_genes, rows=cells, tie_order=tie_order)
     gene_names = np.asarray(names, dtype=object)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The CELLxGENE ``obs`` columns the context sentence reads.
 CONTEXT_FIELDS = ("sex", "development_stage", "self_reported_ethnicity", "tissue", "disease")
@@ -104,4 +107,54 @@ def context_sentence(
         if not text.endswith("."):
             text += "."
         text += f" {label}: {value}."
+    return text
+
+
+def puzzle_context(
+    obs: pd.DataFrame,
+    rows: Sequence[int],
+    *,
+    context: str | Callable[[pd.DataFrame], str] | None,
+    context_fields: Sequence[str] | Mapping[str, str] = (),
+    fallback: str | None = None,
+) -> str:
+    """Return the context sentence of one puzzle whose cells are the ``obs`` rows ``rows``.
+
+    The one rule of :func:`~sc_cello1.data.build_puzzles` and
+    :func:`~sc_cello1.tl.annotate`: ``context`` as a string is used as is; as a callable
+    it gets the puzzle's ``obs`` rows in cell order (``build_puzzles`` hands its
+    callable the first of them); ``None`` gives the authors' sentence from the first
+    cell (:func:`context_sentence` with ``context_fields``), or ``fallback`` when one is
+    given and there are no ``context_fields`` (``annotate`` passes its fallback when
+    ``obs`` has no CELLxGENE column).
+
+    Raises
+    ------
+    TypeError
+        The callable returned something other than a string.
+    ValueError
+        The sentence is empty or has a line break (which would break the prompt layout).
+    """
+    if isinstance(context, str):
+        return context
+    if context is not None:
+        text: Any = context(obs.iloc[list(rows)])
+    elif fallback is not None and not context_fields:
+        return fallback
+    else:
+        text = context_sentence(obs.iloc[rows[0]], context_fields=context_fields)
+    first = obs.index[rows[0]]
+    if not isinstance(text, str):
+        msg = (
+            f"the `context` callable returned a {type(text).__name__}, not a string (puzzle "
+            f"of cell {first!r}); it must return one line of text (the donor sentence)."
+        )
+        raise TypeError(msg)
+    if not text.strip() or "\n" in text or "\r" in text:
+        what = "empty" if not text.strip() else f"more than one line: {text[:80]!r}"
+        msg = (
+            f"the context of the puzzle of cell {first!r} is {what}; it must be one line of "
+            "non-empty text (the donor sentence)."
+        )
+        raise ValueError(msg)
     return text

@@ -129,7 +129,7 @@ class Backend(Protocol):
         ...
 
     def provenance(self) -> dict[str, Any]:
-        """Backend name, model name, revision, path, dtype, device, ..."""
+        """Backend name (key ``backend``), model name (key ``model``), revision, path, dtype, ..."""
         ...
 
 

@@ -53,8 +53,8 @@ def repair_items(
 ) -> list[str]:
     """Turn raw answer items into exactly one candidate per cell.
 
-    Each item is scored against each candidate with :func:`label_similarity` (case,
-    whitespace, punctuation and plural variants count as matches; other labels by
+    Each item is scored against each candidate (``label_similarity`` of this module:
+    case, whitespace, punctuation and plural variants count as matches; other labels by
     string similarity). With ``unique=True`` and no more cells than candidates, the
     labels are chosen by a maximum-similarity assignment (``scipy``'s
     ``linear_sum_assignment``), so duplicates are resolved and each candidate is used at

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,15 @@ def fingerprint(path: str | os.PathLike) -> str:
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
+
+
+def model_name_of(provenance: Mapping[str, Any]) -> Any:
+    """Return the model's name in a backend's provenance: its ``model`` key.
+
+    ``name`` is read where ``model`` is missing: what earlier releases'
+    ``ResolvedModel.provenance()`` wrote, and what a user's own backend may give.
+    """
+    return provenance.get("model", provenance.get("name"))
 
 
 def model_provenance(resolved: ResolvedModel) -> dict[str, Any]:

@@ -239,8 +239,10 @@ class VLLMBackend:
     ) -> list[list[Generation]]:
         """Generate ``n`` completions per conversation; see :class:`~sc_cello1.inference.Backend`.
 
-        With ``constraints``, each completion follows :func:`answer_regex` through vLLM's
-        structured outputs (format and item labels guaranteed; duplicates repaired later).
+        With ``constraints``, each completion follows a regular expression of the answer
+        format whose items are the candidates (``answer_regex`` of this module), through
+        vLLM's structured outputs (format and item labels guaranteed; duplicates
+        repaired later).
         Every prompt is checked against the engine's ``max_model_len`` before anything is
         generated (:meth:`check_prompt_lengths`).
 

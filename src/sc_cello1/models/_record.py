@@ -63,8 +63,9 @@ class ResolvedModel:
 
         Returns
         -------
-        ``{"name", "source", "repo", "revision", "path", "files"}`` with ``files`` a dict
-        of file name -> sha256.
+        ``{"model", "source", "repo", "revision", "path", "files"}`` with ``model`` the
+        name (the key every backend's ``provenance()`` gives it; earlier releases wrote
+        ``name`` here) and ``files`` a dict of file name -> sha256.
 
         Examples
         --------
@@ -74,7 +75,7 @@ class ResolvedModel:
         'local'
         """
         return {
-            "name": self.name,
+            "model": self.name,
             "source": self.source,
             "repo": self.repo,
             "revision": self.revision,

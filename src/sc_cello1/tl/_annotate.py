@@ -75,11 +75,12 @@ def annotate(
     constrained: bool = False,
     batch_size: int | None = None,
     key_added: str = "cello1",
-    cache_dir: str | os.PathLike | None = None,
+    answer_dir: str | os.PathLike | None = None,
     seed: int = 0,
     copy: bool = False,
     backend_kwargs: Mapping[str, Any] | None = None,
     unique: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     reference: AnnData | None = None,
     reference_key: str | None = None,
@@ -113,7 +114,7 @@ def annotate(
     Everything is validated before any model is loaded, and the results are written
     into ``adata`` in one step at the end: on any error, including an interrupt or an
     out-of-memory error while the model runs, ``adata`` is left unchanged. With
-    ``cache_dir``, every finished question and puzzle is stored and a rerun with the
+    ``answer_dir``, every finished question and puzzle is stored and a rerun with the
     same arguments resumes where it stopped.
 
     Parameters
@@ -189,7 +190,7 @@ def annotate(
     key_added
         Key under which the results are written to ``obs`` and ``uns`` (existing entries
         are overwritten, with a warning).
-    {doc_answer_cache}
+    {doc_answer_dir}
         Every question of the proposal stage and every puzzle is stored.
     seed
         Seed of the representative cells, the puzzle layout, the shuffling and sampling.
@@ -198,6 +199,8 @@ def annotate(
     {doc_backend_kwargs}
     unique
         Deprecated alias of ``one_to_one`` (warns; removed in the next release).
+    cache_dir
+        Deprecated name of ``answer_dir`` (warns; removed in the next release).
     overwrite
         Replace existing ``obs``/``uns`` entries under ``key_added`` that a previous
         annotation did not write (a previous annotation is replaced with a warning). A

@@ -35,7 +35,7 @@ def solve_puzzles(puzzles: list[Any], runner: Any, config: AnnotateConfig) -> li
         repair=True,
         # each puzzle has at most as many cells as candidates: its answer is a permutation
         one_to_one=True,
-        cache_dir=config.cache_dir,
+        answer_dir=config.answer_dir,
         batch_size=config.batch_size,
     )
     return run_solve(puzzles, solve_config)

@@ -155,16 +155,11 @@ def collect(
 
     candidates = list(matcher.candidates)
     walked = _walk(asked, clusters, candidates)
-    votes, unmatched, answer_rows, puzzle_rows = (
-        walked.votes,
-        walked.unmatched,
-        walked.answer_rows,
-        walked.puzzle_rows,
-    )
-    n_valid, n_unmatched, n_conflict = walked.n_valid, walked.n_unmatched, walked.n_conflict
     _warn_about_answers(walked.reasons, len(asked.laid))
 
-    table, n_asked = vote_table(votes, n_clusters=len(clusters), n_candidates=len(candidates))
+    table, n_asked = vote_table(
+        walked.votes, n_clusters=len(clusters), n_candidates=len(candidates)
+    )
     # ties go to the candidate listed first in the prompt (sorted() order of the names)
     rank = np.argsort(np.argsort(np.array(candidates, dtype=object), kind="stable"))
     result = assign_labels(table, n_asked, one_to_one=one_to_one, tie_order=rank)
@@ -175,30 +170,73 @@ def collect(
             len(clusters),
             len(candidates),
         )
-    _warn_about_labels(clusters, result, n_asked, unmatched, n_valid, n_conflict)
-
+    _warn_about_labels(
+        clusters, result, n_asked, walked.unmatched, walked.n_valid, walked.n_conflict
+    )
     used = [c for i, c in enumerate(candidates) if i in set(result.labels.tolist())]
     if asked.lists_all and len(used) < len(candidates):
-        logger.warning(
-            "annotate: the model lists every candidate (N items) also for puzzles with fewer "
-            "cells, so only puzzles of N cells voted; %d candidates got no cluster (%s). If "
-            "those types are absent from the data, such a model must still give them to "
-            "some cells of every puzzle: those votes are forced and wrong, and the "
-            "confidence of every label is lower. Drop the absent candidates if you can.",
-            len(candidates) - len(used),
-            ", ".join(repr(c) for c in candidates if c not in used)[:300],
-        )
+        _warn_about_unused(candidates, used)
     cluster_labels = pd.Categorical(
         [candidates[j] if j >= 0 else None for j in result.labels], categories=used
     )
+    term_of = None
+    if matcher.ontology:
+        term_of = {c: t for c, t in zip(candidates, matcher.terms, strict=True) if t}
+    obs_labels, obs_conf, obs_terms = _per_cell(
+        cluster_codes, cluster_labels, result.confidence, used, term_of
+    )
+    return Collected(
+        obs_labels=obs_labels,
+        obs_confidence=obs_conf,
+        obs_term_ids=obs_terms,
+        clusters=_cluster_table(
+            clusters, candidates, result, n_asked, walked, n_cells, cluster_labels, term_of
+        ),
+        votes=_vote_frame(clusters, candidates, table),
+        unmatched=_unmatched_frame(clusters, walked.unmatched),
+        reasoning=pd.DataFrame(walked.answer_rows, columns=_ANSWER_COLUMNS),
+        puzzles=_puzzle_frame(walked.puzzle_rows),
+        method=result.method,
+    )
+
+
+#: The columns of ``uns[key]['reasoning']``, one row per cell shown.
+_ANSWER_COLUMNS = [
+    "cluster",
+    "sample",
+    "round",
+    "donor",
+    "puzzle",
+    "cell",
+    "cell_id",
+    "known",
+    "answer",
+    "matched",
+    "counted",
+]
+
+
+def _cluster_table(
+    clusters: Sequence[str],
+    candidates: list[str],
+    result: Any,
+    n_asked: np.ndarray,
+    walked: _Walked,
+    n_cells: np.ndarray,
+    cluster_labels: Any,
+    term_of: Mapping[str, str] | None,
+) -> pd.DataFrame:
+    """Return ``uns[key]['clusters']``: label, confidence and counts per cluster."""
+    import pandas as pd
+
     columns: dict[str, Any] = {
         "label": cluster_labels,
         "confidence": result.confidence,
         "votes": result.votes.astype(np.int64),
         "n_asked": n_asked,
-        "n_valid": n_valid,
-        "n_conflict": n_conflict,
-        "n_unmatched": n_unmatched,
+        "n_valid": walked.n_valid,
+        "n_conflict": walked.n_conflict,
+        "n_unmatched": walked.n_unmatched,
         "runner_up": pd.Categorical(
             [candidates[j] if j >= 0 else None for j in result.runner_up], categories=candidates
         ),
@@ -208,67 +246,86 @@ def collect(
         "overridden": result.overridden.astype(bool),
         "n_cells": n_cells.astype(np.int64),
     }
-    term_of = {c: t for c, t in zip(candidates, matcher.terms, strict=True) if t}
-    if matcher.ontology:
+    if term_of is not None:
         columns["ontology_term_id"] = [
             term_of.get(candidates[j], "") if j >= 0 else "" for j in result.labels
         ]
-    cluster_table = pd.DataFrame(columns, index=pd.Index(clusters, name="cluster"))
-    # long form: candidate names (e.g. "CD4+/CD25 T Reg") must not become h5 keys
-    vote_df = pd.DataFrame(
+    return pd.DataFrame(columns, index=pd.Index(clusters, name="cluster"))
+
+
+def _vote_frame(clusters: Sequence[str], candidates: list[str], table: np.ndarray) -> pd.DataFrame:
+    """Return ``uns[key]['votes']`` in long form.
+
+    Candidate names (e.g. ``"CD4+/CD25 T Reg"``) must not become h5 keys.
+    """
+    import pandas as pd
+
+    return pd.DataFrame(
         {
             "cluster": np.repeat(clusters, len(candidates)),
             "candidate": np.tile(candidates, len(clusters)),
             "votes": table.ravel().astype(np.int64),
         }
     )
-    unmatched_df = pd.DataFrame(
+
+
+def _unmatched_frame(
+    clusters: Sequence[str], unmatched: Mapping[tuple[int, str], int]
+) -> pd.DataFrame:
+    """Return ``uns[key]['unmatched']``: per cluster, the most frequent first."""
+    import pandas as pd
+
+    return pd.DataFrame(
         [
             {"cluster": clusters[c], "text": text, "count": n}
             for (c, text), n in sorted(unmatched.items(), key=lambda kv: (kv[0][0], -kv[1]))
         ],
         columns=["cluster", "text", "count"],
     )
-    codes = cluster_codes
+
+
+def _puzzle_frame(puzzle_rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Return ``uns[key]['puzzles']``, indexed by the puzzle's number as a string."""
+    import pandas as pd
+
+    puzzles = pd.DataFrame(puzzle_rows)
+    puzzles.index = pd.Index([str(i) for i in range(len(puzzle_rows))], name="puzzle")
+    return puzzles
+
+
+def _per_cell(
+    codes: np.ndarray,
+    cluster_labels: Any,
+    confidence: np.ndarray,
+    used: list[str],
+    term_of: Mapping[str, str] | None,
+) -> tuple[Any, np.ndarray, Any]:
+    """Return each cell's label, confidence and (with the ontology) CL term, from its cluster."""
+    import pandas as pd
+
     cell_label_codes = np.where(
         codes >= 0, np.asarray(cluster_labels.codes)[np.maximum(codes, 0)], -1
     )
     obs_labels = pd.Categorical.from_codes(cell_label_codes, categories=used)
-    obs_conf = np.where(codes >= 0, result.confidence[np.maximum(codes, 0)], np.nan)
+    obs_conf = np.where(codes >= 0, confidence[np.maximum(codes, 0)], np.nan)
     obs_terms = None
-    if matcher.ontology:
+    if term_of is not None:
         terms = [term_of.get(c) for c in used]
         term_cats = sorted({t for t in terms if t})
         lookup = np.array([term_cats.index(t) if t else -1 for t in terms] + [-1], dtype=np.int64)
         obs_terms = pd.Categorical.from_codes(lookup[cell_label_codes], categories=term_cats)
-    answers_df = pd.DataFrame(
-        answer_rows,
-        columns=[
-            "cluster",
-            "sample",
-            "round",
-            "donor",
-            "puzzle",
-            "cell",
-            "cell_id",
-            "known",
-            "answer",
-            "matched",
-            "counted",
-        ],
-    )
-    puzzles_df = pd.DataFrame(puzzle_rows)
-    puzzles_df.index = pd.Index([str(i) for i in range(len(puzzle_rows))], name="puzzle")
-    return Collected(
-        obs_labels=obs_labels,
-        obs_confidence=obs_conf.astype(np.float64),
-        obs_term_ids=obs_terms,
-        clusters=cluster_table,
-        votes=vote_df,
-        unmatched=unmatched_df,
-        reasoning=answers_df,
-        puzzles=puzzles_df,
-        method=result.method,
+    return obs_labels, obs_conf.astype(np.float64), obs_terms
+
+
+def _warn_about_unused(candidates: list[str], used: list[str]) -> None:
+    logger.warning(
+        "annotate: the model lists every candidate (N items) also for puzzles with fewer "
+        "cells, so only puzzles of N cells voted; %d candidates got no cluster (%s). If "
+        "those types are absent from the data, such a model must still give them to "
+        "some cells of every puzzle: those votes are forced and wrong, and the "
+        "confidence of every label is lower. Drop the absent candidates if you can.",
+        len(candidates) - len(used),
+        ", ".join(repr(c) for c in candidates if c not in used)[:300],
     )
 
 

@@ -24,7 +24,7 @@ from sc_cello1.inference._base import BackendName
 
 from ._cluster_puzzles import MAX_TRAINED_CELLS
 from ._verb_options import (
-    answer_cache_option,
+    answer_dir_option,
     backend_kwargs_option,
     backend_option,
     batch_size_option,
@@ -195,7 +195,8 @@ class AnnotateConfig(VerbConfig):
     """Every setting of :func:`sc_cello1.tl.annotate` but ``adata``, checked when built.
 
     The fields are the keywords of :func:`~sc_cello1.tl.annotate` (documented there);
-    ``unique=`` is the previous release's name of ``one_to_one`` (a FutureWarning).
+    ``unique=`` and ``cache_dir=`` are the previous release's names of ``one_to_one`` and
+    ``answer_dir`` (a FutureWarning).
 
     Examples
     --------
@@ -209,7 +210,7 @@ class AnnotateConfig(VerbConfig):
     """
 
     _VERB: ClassVar[str] = "annotate"
-    _OLD_NAMES: ClassVar[Mapping[str, str]] = {"unique": "one_to_one"}
+    _OLD_NAMES: ClassVar[Mapping[str, str]] = {"unique": "one_to_one", "cache_dir": "answer_dir"}
 
     groupby: str = option(
         "leiden",
@@ -298,7 +299,7 @@ class AnnotateConfig(VerbConfig):
     )
     batch_size: int | None = batch_size_option()
     key_added: str = option("cello1", help="obs/uns key of the results.", validate=_check_key_added)
-    cache_dir: Any = answer_cache_option(
+    answer_dir: Any = answer_dir_option(
         "Folder where each finished question and puzzle is stored (resume after an interrupt)."
     )
     seed: int = option(

@@ -102,6 +102,7 @@ def build_params(
     """
     from sc_cello1._version import __version__
     from sc_cello1.data import PROMPT_VERSION
+    from sc_cello1.inference._resolve import model_name_of
 
     from ._verb_options import describe
 
@@ -109,7 +110,7 @@ def build_params(
     params["model"] = describe(model)
     params.update(
         {
-            "model_name": str(provenance.get("model", provenance.get("name", describe(model)))),
+            "model_name": str(model_name_of(provenance) or describe(model)),
             "model_revision": str(provenance.get("revision", "")),
             "backend_used": str(provenance.get("backend", config.backend)),
             "provenance": dict(provenance),

@@ -157,11 +157,10 @@ def benchmark(
     backend: BackendName = "auto",
     batch_size: int | None = None,
     seed: int = 0,
-    weights_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
     mirror: str | None = None,
     download: bool = True,
     backend_kwargs: Mapping[str, Any] | None = None,
-    cache_dir: str | os.PathLike | None = None,
 ) -> BenchmarkResult:
     """Evaluate a model on the public CellPuzzles split as the paper did, full and clean.
 
@@ -198,10 +197,10 @@ def benchmark(
     {doc_batch_size}
     seed
         Seed of the ``limit`` subset (and of the backend; greedy decoding ignores it).
-    weights_dir
-        Root of the downloaded weights and datasets; default ``settings.cache_dir``
-        (``$CELLO1_CACHE_DIR``). Not an answer cache: the answers are cached in
-        ``output_dir``.
+    cache_dir
+        Root of the downloaded weights and datasets (as ``settings.cache_dir``, the same
+        word everywhere); default ``settings.cache_dir`` (``$CELLO1_CACHE_DIR``). Not an
+        answer cache: the answers are kept in ``output_dir``.
     mirror
         Base URL of a hub mirror for the dataset and for models from the hub (as
         ``settings.mirror``; a model registered with its own server keeps it); default
@@ -209,8 +208,6 @@ def benchmark(
     download
         If ``False``, make no request: the dataset and a registered model must be cached.
     {doc_backend_kwargs}
-    cache_dir
-        Deprecated name of ``weights_dir`` (warns; removed in the next release).
 
     Returns
     -------
@@ -242,8 +239,8 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
     kwargs = dict(config.backend_kwargs or {})
     if backend_name == "transformers":
         kwargs.setdefault("batch_size", batch_size)
-    with _model_cache(config.weights_dir, config.mirror):
-        model = _pinned(config.model, backend_name, config.weights_dir, config.download)
+    with _model_cache(config.cache_dir, config.mirror):
+        model = _pinned(config.model, backend_name, config.cache_dir, config.download)
         runner = get_backend(model, backend_name, **kwargs)
     resolved = getattr(runner, "resolved", None)
     start = time.perf_counter()
@@ -257,7 +254,7 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkResult:
             seed=config.seed,
             style="eval",
             constrained=False,
-            cache_dir=out / _SOLVE_CACHE,
+            answer_dir=out / _SOLVE_CACHE,
             batch_size=batch_size,
         )
     finally:
@@ -290,7 +287,7 @@ def _check(config: BenchmarkConfig) -> tuple[Path, str, int]:
     if not config.download and backend_name != "openai":
         from sc_cello1.models import check_model
 
-        check_model(config.model, download=False, cache_dir=config.weights_dir)
+        check_model(config.model, download=False, cache_dir=config.cache_dir)
     batch_size = config.batch_size or _DEFAULT_BATCH.get(backend_name, 8)
     return out, backend_name, batch_size
 
@@ -314,7 +311,7 @@ def _fetch_data(config: BenchmarkConfig) -> _Data:
         return cellpuzzles(
             which,
             revision=revision,
-            cache_dir=config.weights_dir,
+            cache_dir=config.cache_dir,
             mirror=config.mirror,
             download=config.download,
         )
@@ -347,11 +344,12 @@ def _provenance(
     """Return what ``benchmark.json`` records: model, backend, dataset, settings, version."""
     from sc_cello1._version import __version__
     from sc_cello1.data._prompts import PROMPT_VERSION
+    from sc_cello1.inference._resolve import model_name_of
 
     split, puzzles, leaked, clean = config.split, data.puzzles, data.leaked, data.clean
     return {
         "model": {
-            "name": sp.get("model"),
+            "name": model_name_of(sp),
             "revision": sp.get("revision"),
             "repo": sp.get("repo"),
             "source": sp.get("source"),

@@ -2,9 +2,9 @@
 
 ``tl.benchmark`` keeps its keyword signature and builds this first (every setting
 checked before any download); ``cello1 benchmark`` generates its options from the
-fields. ``weights_dir`` is the root of the downloaded weights and datasets (what
-``settings.cache_dir`` is for the whole session); it was called ``cache_dir``, the name
-that ``annotate`` and ``solve`` give their answer cache.
+fields. ``cache_dir`` is the root of the downloaded weights and datasets (what
+``settings.cache_dir`` is for the whole session; the answers of ``annotate`` and
+``solve`` are kept in their ``answer_dir``, here in ``output_dir``).
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ def _check_data_revision(value: Any) -> None:
         raise ValueError(msg)
 
 
-def _check_weights_dir(value: Any) -> None:
+def _check_cache_dir(value: Any) -> None:
     if value is not None and not isinstance(value, str | os.PathLike):
-        msg = f"weights_dir must be a folder path or None, got {type(value).__name__}."
+        msg = f"cache_dir must be a folder path or None, got {type(value).__name__}."
         raise TypeError(msg)
 
 
@@ -83,8 +83,7 @@ def _check_mirror(value: Any) -> None:
 class BenchmarkConfig(VerbConfig):
     """Every setting of :func:`sc_cello1.tl.benchmark`, checked when built.
 
-    The fields are the keywords of :func:`~sc_cello1.tl.benchmark` (documented there);
-    ``cache_dir=`` is the previous release's name of ``weights_dir`` (a FutureWarning).
+    The fields are the keywords of :func:`~sc_cello1.tl.benchmark` (documented there).
 
     Examples
     --------
@@ -94,7 +93,6 @@ class BenchmarkConfig(VerbConfig):
     """
 
     _VERB: ClassVar[str] = "benchmark"
-    _OLD_NAMES: ClassVar[Mapping[str, str]] = {"cache_dir": "weights_dir"}
 
     model: Any = model_option(required=True)
     output_dir: Any = option(
@@ -126,11 +124,11 @@ class BenchmarkConfig(VerbConfig):
     seed: int | None = option(
         0, help="Seed of the --limit subset (and of the backend).", validate=check_seed
     )
-    weights_dir: Any = option(
+    cache_dir: Any = option(
         None,
         help="Root of the downloaded weights and datasets (default: settings.cache_dir, "
         "$CELLO1_CACHE_DIR).",
-        validate=_check_weights_dir,
+        validate=_check_cache_dir,
         cli_kwargs={"type": str, "metavar": "DIR"},
     )
     mirror: str | None = option(

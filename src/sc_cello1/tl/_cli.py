@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--output", metavar="PREDICTIONS", required=True, help="output .jsonl file"
     )
     add_config_options(p, SolveConfig)
-    p.add_argument("--no-cache", action="store_true", help="do not cache finished puzzles")
+    p.add_argument("--no-cache", action="store_true", help="keep no answer cache (no --answer-dir)")
     p.add_argument(
         "--base-url", default=None, help="openai backend: API root, e.g. http://127.0.0.1:8000/v1"
     )
@@ -54,7 +54,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    from sc_cello1._config import config_from_args
+    from sc_cello1._config import config_kwargs_from_args
     from sc_cello1.data import read_puzzles
     from sc_cello1.inference._cli import server_kwargs
 
@@ -69,8 +69,9 @@ def _solve(args: argparse.Namespace) -> int:
         msg = f"puzzles file {args.puzzles!r} does not exist"
         raise FileNotFoundError(msg)
     kwargs: dict[str, Any] = server_kwargs(args)
-    cache_dir = None if args.no_cache else (args.cache_dir or str(out) + ".cache")
-    config = config_from_args(args, SolveConfig, cache_dir=cache_dir, backend_kwargs=kwargs)
+    given = config_kwargs_from_args(args, SolveConfig)  # maps the old --cache-dir
+    answer_dir = None if args.no_cache else (given.get("answer_dir") or str(out) + ".cache")
+    config = SolveConfig.from_call(**{**given, "answer_dir": answer_dir, "backend_kwargs": kwargs})
     records = run_solve(read_puzzles(args.puzzles), config)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

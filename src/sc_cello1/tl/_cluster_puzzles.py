@@ -99,25 +99,16 @@ def context_for(
     context_fields: Sequence[str] | Mapping[str, str],
     has_cellxgene: bool,
 ) -> str:
-    """Return the context sentence of one puzzle.
+    """Return the context sentence of one puzzle (``data._context.puzzle_context``).
 
     ``context`` as a string is used as is; as a callable it gets the puzzle's ``obs``
     rows in cell order. Otherwise the CELLxGENE columns of the first cell give the
-    authors' sentence, or :data:`FALLBACK_CONTEXT` when there are none.
+    authors' sentence, or :data:`FALLBACK_CONTEXT` when there are none
+    (``has_cellxgene=False``) and no ``context_fields``.
     """
-    from sc_cello1.data import context_sentence
+    from sc_cello1.data._context import puzzle_context
 
-    if isinstance(context, str):
-        return context
-    if context is not None:
-        text = context(obs.iloc[list(rows)])
-        if not isinstance(text, str) or not text.strip() or "\n" in text:
-            msg = (
-                f"The `context` callable returned {text!r}; it must return one line of "
-                "non-empty text (the donor sentence)."
-            )
-            raise ValueError(msg)
-        return text
-    if has_cellxgene or context_fields:
-        return context_sentence(obs.iloc[rows[0]], context_fields=context_fields)
-    return FALLBACK_CONTEXT
+    fallback = None if has_cellxgene else FALLBACK_CONTEXT
+    return puzzle_context(
+        obs, rows, context=context, context_fields=context_fields, fallback=fallback
+    )

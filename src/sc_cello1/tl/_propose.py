@@ -94,7 +94,7 @@ def ask(
     max_new_tokens: int,
     seed: int,
     batch_size: int,
-    cache_dir: Any,
+    answer_dir: Any,
     desc: str,
 ) -> tuple[list[dict[str, Any]], int]:
     """Ask one-turn questions, resuming from the same atomic per-prompt cache as ``solve``.
@@ -124,12 +124,12 @@ def ask(
         max_new_tokens=max_new_tokens,
         seed=seed,
         batch_size=batch_size,
-        cache_dir=cache_dir,
+        answer_dir=answer_dir,
         desc=desc,
         unit="question",
     )
     if outcome.failed:
-        raise failure_error(outcome, len(prompts), cache_dir, unit="question")
+        raise failure_error(outcome, len(prompts), answer_dir, unit="question")
     done = {i: g[0] for i, g in outcome.done.items()}
     n_cached = outcome.n_from_cache
     return [done[i] for i in range(len(prompts))], n_cached
@@ -145,7 +145,7 @@ def propose_candidates(
     max_new_tokens: int,
     seed: int,
     batch_size: int,
-    cache_dir: Any,
+    answer_dir: Any,
 ) -> Proposals:
     """Ask for each cluster's type and merge the answers into a candidate list.
 
@@ -171,7 +171,7 @@ def propose_candidates(
         max_new_tokens=max_new_tokens,
         seed=seed,
         batch_size=batch_size,
-        cache_dir=cache_dir,
+        answer_dir=answer_dir,
         desc="proposals",
     )
     names = []
@@ -282,7 +282,7 @@ def propose_stage(
         max_new_tokens=config.max_new_tokens,
         seed=config.seed,
         batch_size=config.batch_size or 8,
-        cache_dir=config.cache_dir,
+        answer_dir=config.answer_dir,
     )
     if len(proposals.candidates) < 2:
         said = (
@@ -294,7 +294,7 @@ def propose_stage(
             f"The model proposed {said} in {len(questions)} answers (see the warnings "
             "above); a puzzle needs at least two distinct candidates. Pass "
             "`candidates=[...]`, or a larger `max_new_tokens` if answers were cut off; the "
-            "answers are cached in `cache_dir` when given."
+            "answers are cached in `answer_dir` when given."
         )
         raise RuntimeError(msg)
     logger.info(

@@ -16,11 +16,9 @@ from sc_cello1.inference._base import BackendName
 from ._solve_config import SolveConfig
 from ._solve_run import (
     CACHE_VERSION,
-    Cache,
     SolveError,
     cache_key,
     failure_error,
-    gen_to_dict,
     key_settings,
     run_cached,
 )
@@ -113,9 +111,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
-_Cache = Cache  # the names the proposal stage imports
-_gen_to_dict = gen_to_dict
-
 #: Characters of a completion kept in the records (head and tail, the answer at the end
 #: always parsed from the whole text first); longer ones are cut in the middle and the
 #: record's ``cut`` says how many characters went.
@@ -197,17 +192,18 @@ def solve(
     constrained: bool = False,
     repair: bool = True,
     one_to_one: bool = True,
-    cache_dir: str | os.PathLike | None = None,
+    answer_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
     backend_kwargs: Mapping[str, Any] | None = None,
     skip_failed: bool = False,
     unique: bool | None = None,
     n_samples: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> SolveResult:
     r"""Ask a model to solve CellPuzzles; one record per puzzle and sample.
 
     Every input is validated before any model is loaded. Prompts are sent in batches
-    (longest first), so a batched backend pads little. With ``cache_dir``, each finished
+    (longest first), so a batched backend pads little. With ``answer_dir``, each finished
     puzzle is written to its own file atomically, so an interrupted run resumes where it
     stopped; the cache key holds the prompt, the model's provenance and every sampling
     setting, so a changed setting is never served from an old entry.
@@ -246,7 +242,7 @@ def solve(
         Each candidate at most once in ``repaired`` (and in constrained answers) when
         there are no more cells than candidates; ``False`` allows repeats (the same word
         as annotate's ``one_to_one``).
-    {doc_answer_cache}
+    {doc_answer_dir}
     {doc_batch_size}
     {doc_backend_kwargs}
     skip_failed
@@ -258,6 +254,8 @@ def solve(
         Deprecated name of ``one_to_one`` (warns; removed in the next release).
     n_samples
         Deprecated name of ``num_generations`` (warns; removed in the next release).
+    cache_dir
+        Deprecated name of ``answer_dir`` (warns; removed in the next release).
 
     Returns
     -------
@@ -278,7 +276,7 @@ def solve(
     --------
     >>> import sc_cello1 as cello1
     >>> puzzles = cello1.data.read_puzzles("test.parquet")  # doctest: +SKIP
-    >>> records = cello1.tl.solve(puzzles, model="cell-o1", cache_dir="runs/cache")  # doctest: +SKIP
+    >>> records = cello1.tl.solve(puzzles, model="cell-o1", answer_dir="runs/answers")  # doctest: +SKIP
     >>> cello1.metrics.evaluate([r["text"] for r in records], puzzles)  # doctest: +SKIP
     """
     given = dict(locals())
@@ -328,14 +326,14 @@ def run_solve(puzzles: Any, config: SolveConfig) -> SolveResult:
         max_new_tokens=config.max_new_tokens,
         seed=config.seed,
         batch_size=batch_size,
-        cache_dir=config.cache_dir,
+        answer_dir=config.answer_dir,
         constraints=constraints,
         order=lambda i: -len(items[i].user_msg),
         old_keys=old_keys,
     )
     _log_speed(outcome, config.num_generations)
     if outcome.failed:
-        error = failure_error(outcome, len(items), config.cache_dir)
+        error = failure_error(outcome, len(items), config.answer_dir)
         if not config.skip_failed:
             raise error
         logger.warning("%s Their records are left out (skip_failed=True).", error)

@@ -16,7 +16,7 @@ from sc_cello1.data._prompts import PromptStyle
 from sc_cello1.inference._base import BackendName
 
 from ._verb_options import (
-    answer_cache_option,
+    answer_dir_option,
     backend_kwargs_option,
     backend_option,
     batch_size_option,
@@ -49,8 +49,8 @@ class SolveConfig(VerbConfig):
     """Every setting of :func:`sc_cello1.tl.solve` but the puzzles, checked when built.
 
     The fields are the keywords of :func:`~sc_cello1.tl.solve` (documented there);
-    ``n_samples=`` and ``unique=`` are the previous release's names of
-    ``num_generations`` and ``one_to_one`` (a FutureWarning).
+    ``n_samples=``, ``unique=`` and ``cache_dir=`` are the previous release's names of
+    ``num_generations``, ``one_to_one`` and ``answer_dir`` (a FutureWarning).
 
     Examples
     --------
@@ -63,6 +63,7 @@ class SolveConfig(VerbConfig):
     _OLD_NAMES: ClassVar[Mapping[str, str]] = {
         "n_samples": "num_generations",
         "unique": "one_to_one",
+        "cache_dir": "answer_dir",
     }
 
     model: Any = model_option()
@@ -94,7 +95,7 @@ class SolveConfig(VerbConfig):
         "are no more cells than candidates.",
         validate=flag_check("one_to_one"),
     )
-    cache_dir: Any = answer_cache_option(
+    answer_dir: Any = answer_dir_option(
         "Resumable cache folder of finished puzzles (the command line's default: "
         "OUTPUT + '.cache')."
     )

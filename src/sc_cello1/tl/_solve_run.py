@@ -34,7 +34,7 @@ _NOT_IN_KEY = ("path", "device", "base_url")
 
 
 class SolveError(RuntimeError):
-    """Some puzzles failed; every other answer is kept (in ``cache_dir`` when given).
+    """Some puzzles failed; every other answer is kept (in ``answer_dir`` when given).
 
     Attributes
     ----------
@@ -69,7 +69,7 @@ def cache_key(messages: list[dict[str, str]], settings: Mapping[str, Any]) -> st
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class Cache:
+class AnswerCache:
     """One JSON file per puzzle (all its samples), written atomically.
 
     Readers look only at ``<key>.json`` (never at the ``.*.tmp`` files of a write in
@@ -82,7 +82,7 @@ class Cache:
             self.dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as e:
             msg = (
-                f"cache_dir={str(directory)!r} cannot be a folder: {e.strerror} "
+                f"answer_dir={str(directory)!r} cannot be a folder: {e.strerror} "
                 f"({e.filename}); give a folder path that is not under a file."
             )
             raise ValueError(msg) from None
@@ -110,19 +110,19 @@ class Cache:
             json.dump(entry, f)
 
 
-def check_cache_dir(cache_dir: Any) -> None:
-    """Reject a ``cache_dir`` that is not a path, is a file or lies under a file."""
-    if cache_dir is None:
+def check_answer_dir(answer_dir: Any) -> None:
+    """Reject an ``answer_dir`` that is not a path, is a file or lies under a file."""
+    if answer_dir is None:
         return
-    if not isinstance(cache_dir, str | os.PathLike):
-        msg = f"cache_dir must be a folder path, got {type(cache_dir).__name__}."
+    if not isinstance(answer_dir, str | os.PathLike):
+        msg = f"answer_dir must be a folder path, got {type(answer_dir).__name__}."
         raise TypeError(msg)
-    path = Path(cache_dir).expanduser()
+    path = Path(answer_dir).expanduser()
     for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
                 what = "is a file" if p == path else f"is under the file {str(p)!r}"
-                msg = f"cache_dir={str(cache_dir)!r} {what}; give a folder path."
+                msg = f"answer_dir={str(answer_dir)!r} {what}; give a folder path."
                 raise ValueError(msg)
             break
 
@@ -158,7 +158,7 @@ def run_cached(
     max_new_tokens: int,
     seed: int | None,
     batch_size: int,
-    cache_dir: str | os.PathLike | None,
+    answer_dir: str | os.PathLike | None,
     constraints: Sequence[Any] | None = None,
     order: Callable[[int], Any] | None = None,
     desc: str = "solving",
@@ -172,7 +172,7 @@ def run_cached(
     after a log line that says what is kept. ``old_keys``: the key an earlier release
     gave each prompt, read when its key is not in the cache (and copied to it).
     """
-    cache = Cache(cache_dir) if cache_dir is not None else None
+    cache = AnswerCache(answer_dir) if answer_dir is not None else None
     done: dict[int, list[dict[str, Any]]] = {}
     if cache is not None:
         for i, k in enumerate(keys):
@@ -237,10 +237,10 @@ def run_cached(
             )
     except BaseException as e:
         kept = (
-            f"kept in the cache {str(cache.dir)!r}" if cache is not None else "lost (no cache_dir)"
+            f"kept in the cache {str(cache.dir)!r}" if cache is not None else "lost (no answer_dir)"
         )
         logger.warning(
-            "%s: %d of %d %ss answered before the stop (%s); rerun with the same cache_dir "
+            "%s: %d of %d %ss answered before the stop (%s); rerun with the same answer_dir "
             "to ask only the rest",
             "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped by {type(e).__name__}",
             len(done),
@@ -276,22 +276,22 @@ def _log_failure(unit: str, index: int, error: str, count: int) -> None:
 
 
 def failure_error(
-    outcome: RunOutcome, n_total: int, cache_dir: Any, *, unit: str = "puzzle"
+    outcome: RunOutcome, n_total: int, answer_dir: Any, *, unit: str = "puzzle"
 ) -> SolveError:
     """Make the one error that ends a run with failures: how many, which, what is kept, the way out."""
     failed = dict(sorted(outcome.failed.items()))
     shown = ", ".join(str(i) for i in list(failed)[:10]) + (", ..." if len(failed) > 10 else "")
     first = next(iter(failed.values()))
     n_ok = n_total - len(failed)
-    if cache_dir is not None:
+    if answer_dir is not None:
         kept = (
-            f"the other {n_ok} answers are kept in cache_dir={str(cache_dir)!r}; rerun with the "
-            f"same cache_dir to ask only the {len(failed)} missing"
+            f"the other {n_ok} answers are kept in answer_dir={str(answer_dir)!r}; rerun with the "
+            f"same answer_dir to ask only the {len(failed)} missing"
         )
     else:
         kept = (
-            f"the other {n_ok} answers were received but not kept (no cache_dir); pass "
-            "cache_dir= so a rerun asks only the missing ones"
+            f"the other {n_ok} answers were received but not kept (no answer_dir); pass "
+            "answer_dir= so a rerun asks only the missing ones"
         )
     msg = (
         f"{len(failed)} of {n_total} {unit}s failed ({unit}s {shown}; first error: {first}); "

@@ -19,7 +19,7 @@ from sc_cello1._secrets import redact
 from sc_cello1.inference._base import BACKENDS, DEFAULT_MAX_NEW_TOKENS
 
 __all__ = [
-    "answer_cache_option",
+    "answer_dir_option",
     "backend_kwargs_option",
     "backend_option",
     "batch_size_option",
@@ -83,11 +83,11 @@ def check_backend_kwargs(value: Any) -> None:
         raise TypeError(msg)
 
 
-def check_answer_cache(value: Any) -> None:
-    """Refuse a ``cache_dir`` that is not a path, is a file or lies under a file."""
-    from ._solve_run import check_cache_dir
+def check_answer_dir(value: Any) -> None:
+    """Refuse an ``answer_dir`` that is not a path, is a file or lies under a file."""
+    from ._solve_run import check_answer_dir as check
 
-    check_cache_dir(value)
+    check(value)
 
 
 def flag_check(name: str, *, optional: bool = False) -> Callable[[Any], None]:
@@ -174,12 +174,12 @@ def backend_kwargs_option() -> Any:
     )
 
 
-def answer_cache_option(help: str | None = None) -> Any:
-    """Declare the ``cache_dir`` of ``annotate`` and ``solve``: the folder of finished answers."""
+def answer_dir_option(help: str | None = None) -> Any:
+    """Declare the ``answer_dir`` of ``annotate`` and ``solve``: the folder of finished answers."""
     return option(
         None,
         help=help or "Folder where each finished answer is stored, so that a rerun resumes.",
-        validate=check_answer_cache,
+        validate=check_answer_dir,
         cli_kwargs={"type": str, "metavar": "DIR"},
     )
 

@@ -70,6 +70,11 @@ class GRPOModule(L.LightningModule):
     >>> lightning.Trainer(max_steps=10).fit(module, loader)  # doctest: +SKIP
     """
 
+    #: Whether the module is in training mode, torch's flag (:meth:`torch.nn.Module.train`
+    #: and ``eval()`` set it, and Lightning calls them); declared here so that the class
+    #: page that lists it documents it.
+    training: bool
+
     def __init__(
         self,
         model: Any,
