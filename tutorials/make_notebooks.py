@@ -225,10 +225,11 @@ adata.uns["cello1"]["unmatched"].head(), {k: adata.uns["cello1"]["params"][k] fo
 
 `uns["cello1"]["puzzles"]` has one row per puzzle: its `round`, why its clusters share it
 (`purpose`: round 1 is `anti-clustered`, clusters far apart in PCA; later rounds
-`distinct labels`), the clusters in cell order, which cells were *known* (decided
-clusters shown as anchors: an anchor answered against its label voids the puzzle's
-votes, `conflict`), and why the answer did or did not vote (`reason`: `ok`, `no answer
-tag`, `9 items for 8 cells`, ...). The cost of the run is in `params`.
+`distinct labels`; `N cells` for a model that lists every candidate), the clusters in
+cell order, which cells were *known* (decided clusters shown as anchors: the model does
+not know which cells they are, so an anchor's answer is one more vote for its own
+cluster), and why the answer did or did not vote (`reason`: `ok`, `no answer tag`, `9
+items for 8 cells`, ...). The cost of the run is in `params`.
 """),
     code("""
 puzzles = adata.uns["cello1"]["puzzles"]
