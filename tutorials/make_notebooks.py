@@ -179,7 +179,7 @@ cell, for the cell type in free text, answered in `<answer>` tags; the names are
 normalised and merged into the candidate list of the puzzle stage. A curated list is
 better where you have one. SmolLM2-135M does not follow the answer format, so here the
 stage ends with an error that says why (with `model="cell-o1"` it gives the candidates);
-with `cache_dir` its answers are kept for a rerun.
+with `answer_dir` its answers are kept for a rerun.
 """),
     code("""
 try:
