@@ -138,7 +138,9 @@ several clusters, described by its top genes, and asks the model to match cells 
 candidate types. The puzzles are asked in rounds: in round 1 clusters far apart in PCA
 share a puzzle; later rounds re-ask the clusters that need it, putting together only
 clusters whose current labels differ. An answer votes only when it has one item per
-cell between `<answer>` and `</answer>`; every item that *names* a candidate is a vote.
+cell between `<answer>` and `</answer>`; every item that *names* a candidate is a vote,
+except an item *displaced* by the one-to-one rule (the cluster's label went to another
+cell of that label in the same puzzle, so the model had to give it something else).
 Each cluster's label is its most voted candidate, and its confidence the share of the
 times it was asked whose answer named it. Without a candidate list the model proposes
 the candidates first.
@@ -208,11 +210,25 @@ cello1.tl.annotate(
     constrained=True,
     seed=0,
 )
-adata.uns["cello1"]["clusters"][["label", "confidence", "votes", "n_asked", "runner_up", "runner_up_votes", "margin", "n_unmatched"]]
+adata.uns["cello1"]["clusters"][
+    [
+        "label",
+        "confidence",
+        "votes",
+        "n_asked",
+        "n_displaced",
+        "runner_up",
+        "runner_up_votes",
+        "margin",
+        "n_unmatched",
+    ]
+]
 """),
     md("""
 How to read it: `confidence` is votes for the label over the times the cluster was
-asked; `runner_up` and `margin` say how far ahead the label is; `n_unmatched` counts
+asked (`n_displaced` items, whose label went to another cell of that label, are no
+votes and count against it);
+`runner_up` and `margin` say how far ahead the label is; `n_unmatched` counts
 answers that named no candidate, and `uns["cello1"]["unmatched"]` says what they were.
 A small margin or many unmatched answers mean the label is weak evidence. Everything
 the run used is in `uns["cello1"]["params"]`.

@@ -199,10 +199,11 @@ def reasoning(
         msg = f"`sample` must be an integer, got {sample!r}."
         raise TypeError(msg)
     rows = table[table["cluster"].astype(str) == name]
-    if "known" in rows.columns:  # an anchor's answer is an ask when it voted
+    if "known" in rows.columns:  # an anchor's answer is an ask when it voted (or was displaced)
         asks = rows["known"].astype(str) == ""
-        if "counted" in rows.columns:
-            asks |= rows["counted"].astype(bool)
+        for col in ("counted", "displaced"):
+            if col in rows.columns:
+                asks |= rows[col].astype(bool)
         rows = rows[asks]
     samples = sorted({int(s) for s in rows["sample"]})
     if sample not in samples:

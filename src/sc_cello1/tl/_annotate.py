@@ -103,8 +103,9 @@ def annotate(
     ``</answer>``, one item per cell. Every item that *names* a candidate (equal up to
     case, whitespace, punctuation and a plural ``s``, or, with the Cell Ontology, the
     same CL term) is a vote; anything else is an unmatched answer, recorded and counted
-    against the cluster. Each cluster's label is its most voted candidate and its
-    confidence the share of the times it was asked whose answer named that label.
+    against the cluster, except items *displaced* by the one-to-one rule (see Notes).
+    Each cluster's label is its most voted candidate and its confidence the share of
+    its asks whose answer named that label (see ``obs`` below).
 
     Without ``candidates``, a first stage asks the model for each cluster's cell type
     in free text (``n_samples`` questions per cluster, one representative cell each),
@@ -240,8 +241,8 @@ def annotate(
         ``one_to_one``, whose only voted candidate went to another cluster).
     ``adata.obs[f"{key_added}_confidence"]``
         Float in [0, 1]: votes for the cluster's label over the times the cluster was
-        asked (unmatched answers count against it); 0 for unlabelled clusters, NaN for
-        cells without a cluster.
+        asked (unmatched answers and displaced items count against it); 0 for
+        unlabelled clusters, NaN for cells without a cluster.
     ``adata.obs[f"{key_added}_ontology_term_id"]``
         With the ontology only: the label's Cell Ontology ID (``CL:...``; missing where
         the label maps to no term).
@@ -254,11 +255,13 @@ def annotate(
         to no CL term).
     ``adata.uns[key_added]['clusters']``
         DataFrame indexed by cluster: ``label``, ``confidence``, ``votes``,
-        ``n_asked`` (answers about it: as a query cell, or as an anchor whose item
-        voted), ``n_valid`` (answers read with one item per cell), ``n_conflict``
-        (answers voided by reference cells answered against their labels), ``n_unmatched`` (asks whose answer named no candidate or could not
-        vote), ``runner_up``, ``runner_up_votes``, ``margin`` (``(votes -
-        runner_up_votes) / n_asked``), ``tied``, ``overridden`` (``one_to_one`` gave a
+        ``n_asked`` (answers about it: as a query cell or as an anchor),
+        ``n_displaced`` (items displaced by another cell of its label: no votes),
+        ``n_valid`` (answers read with one item per cell), ``n_conflict`` (answers
+        voided by reference cells answered against their labels), ``n_unmatched``
+        (asks whose answer named no candidate or could not vote), ``runner_up``,
+        ``runner_up_votes``, ``margin`` (``(votes - runner_up_votes) / n_asked``),
+        ``tied``, ``overridden`` (``one_to_one`` gave a
         label other than the most voted), ``n_cells`` and, with the ontology,
         ``ontology_term_id``.
     ``adata.uns[key_added]['votes']``
@@ -271,7 +274,8 @@ def annotate(
         that donor, from 0; -1 for a known cell), ``round``, ``donor``, ``puzzle`` (row
         of ``puzzles``, where the reasoning is), ``cell`` (1-based position),
         ``cell_id``, ``known`` (the known label of an anchor cell, else empty),
-        ``answer`` (the raw item), ``matched`` and ``counted`` (it is a vote).
+        ``answer`` (the raw item), ``matched``, ``counted`` (it is a vote) and
+        ``displaced`` (its cluster's label went to another cell of that label).
     ``adata.uns[key_added]['puzzles']``
         One row per puzzle asked: ``round``, ``purpose`` (``"anti-clustered"``,
         ``"distinct labels"`` or ``"N cells"``), ``donor``, ``n_cells``,
@@ -314,17 +318,23 @@ def annotate(
     than ``n_samples`` asks or in doubt (agreement below 0.75), sharing a puzzle only
     when their current labels differ; a cluster in doubt shares none with clusters
     labelled as one of its hypotheses (its runner-up, its nearest clusters' labels);
-    decided clusters pad the puzzles as *known* cells, and a known cell answered
-    against its label voids that puzzle's votes (``conflict``). Asking stops when no
+    decided clusters pad the puzzles as *known* cells (anchors: the model does not
+    know them, so their items are votes for their own clusters; only reference cells
+    answered against their labels void a puzzle, ``conflict``). Asking stops when no
     cluster needs it or its budget (``3 * n_samples`` cells, never the same cell
     twice) is spent. Puzzles have fewer cells than candidates where the data do not
     allow N (fewer clusters than candidates, or too few distinct labels); once the
     model is seen listing every candidate for fewer cells (as it was trained to for
     N cells), later puzzles all have N cells, since no other answer of it can vote.
     A donor group with one cluster gets one-cell puzzles: the vote is the model's
-    choice among all candidates for that cell alone. The cost (puzzles, rounds,
-    cells, generated tokens, prompt characters) is in ``uns[key_added]['params']``
-    and the log.
+    choice among all candidates for that cell alone.
+
+    **Displaced items** (``sc_cello1.tl._displaced``, ``docs/annotation.md``). In an
+    answer that gave each candidate once, an item whose cluster's label went to another
+    cell of that label is no vote (the rule left it another candidate); labels are the
+    self-consistent candidates most likely under the trained rule.
+
+    **Cost**: puzzles, rounds, cells, tokens and prompt characters are in ``params``.
 
     **Ties** between the most voted candidates go to the one listed first in the
     prompt (``sorted()`` order); ``tied`` marks them and a warning names them.
@@ -428,12 +438,10 @@ def run_annotate(adata: AnnData, config: AnnotateConfig) -> AnnData | None:
     )
 
     # -- 5. votes and tables ---------------------------------------------------------------
-    n_cells = np.bincount(checked.codes[checked.codes >= 0], minlength=len(checked.clusters))
     result = collect(
         asked,
         clusters=checked.clusters,
         cluster_codes=checked.codes,
-        n_cells=n_cells,
         matcher=matcher,
         one_to_one=config.one_to_one,
     )

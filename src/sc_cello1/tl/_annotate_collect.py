@@ -5,9 +5,9 @@ item per cell, see :func:`sc_cello1._answer.read_items`), its puzzle is not
 *conflicted* (with a reference: too few reference cells answered with their label), and
 the item names the candidate (:class:`NameMatcher`). A query cell's item is a vote for
 its cluster, and so is an anchor's (a decided cluster shown as a known cell), except a
-*spare*'s (a further cell of an anchor, shown to fill a puzzle to N cells) answered with
-another label: one candidate cannot go to both. Repaired answers are kept for display
-and create no vote.
+*displaced* item (:mod:`._displaced`: in a one-to-one answer, its cluster's label went to
+another cell of that label, a spare of the same anchor included). Repaired answers are
+kept for display and create no vote.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class _Walked:
     n_valid: np.ndarray
     n_unmatched: np.ndarray
     n_conflict: np.ndarray
+    n_displaced: np.ndarray
     answer_rows: list[dict[str, Any]]
     puzzle_rows: list[dict[str, Any]]
     reasons: dict[str, int]
@@ -97,8 +98,9 @@ class _Walked:
 def _walk(asked: Asked, clusters: Sequence[str], candidates: Sequence[str]) -> _Walked:
     """Go through every puzzle's scored answer: votes, unmatched items, rows for ``uns``."""
     n = len(clusters)
-    zeros = [np.zeros(n, dtype=np.int64) for _ in range(3)]
-    out = _Walked([], {}, zeros[0], zeros[1], zeros[2], [], [], {})
+    zeros = [np.zeros(n, dtype=np.int64) for _ in range(4)]
+    out = _Walked([], {}, zeros[0], zeros[1], zeros[2], zeros[3], [], [], {})
+    displaced = asked.explained.displaced if asked.explained is not None else set()
     sample_of: dict[tuple[int, str], int] = {}
     for i, (laid, puzzle, rec, sc) in enumerate(
         zip(asked.laid, asked.puzzles, asked.records, asked.scored, strict=True)
@@ -111,9 +113,13 @@ def _walk(asked: Asked, clusters: Sequence[str], candidates: Sequence[str]) -> _
             hit = sc.hits[pos]
             sample = -1
             counts = bool(sc.counts and sc.counts[pos])
+            moved = (i, pos) in displaced
             if slot.cluster >= 0 and (not slot.is_known or counts):
                 cluster = slot.cluster
-                out.votes.append((cluster, hit if counts else None))
+                if moved:
+                    out.n_displaced[cluster] += 1
+                else:
+                    out.votes.append((cluster, hit if counts else None))
                 out.n_valid[cluster] += sc.items is not None
                 out.n_conflict[cluster] += bool(sc.conflict)
                 if hit is None:
@@ -134,7 +140,8 @@ def _walk(asked: Asked, clusters: Sequence[str], candidates: Sequence[str]) -> _
                     "known": slot.known or "",
                     "answer": item or "",
                     "matched": "" if hit is None else candidates[hit],
-                    "counted": bool(counts and hit is not None),
+                    "counted": bool(counts and hit is not None and not moved),
+                    "displaced": moved,
                 }
             )
         out.puzzle_rows.append(_puzzle_row(puzzle, laid, rec, sc))
@@ -146,14 +153,19 @@ def collect(
     *,
     clusters: Sequence[str],
     cluster_codes: np.ndarray,
-    n_cells: np.ndarray,
     matcher: NameMatcher,
     one_to_one: bool,
 ) -> Collected:
-    """Votes, labels and the tables for ``uns`` from the puzzles asked in rounds."""
+    """Votes, labels and the tables for ``uns`` from the puzzles asked in rounds.
+
+    The confidence is the label's votes over all of the cluster's asks: a displaced item
+    is no vote for any candidate, and it still counts as an answer that did not name the
+    label (a model that piles one label on many clusters is not made surer by it).
+    """
     import pandas as pd
 
     candidates = list(matcher.candidates)
+    n_cells = np.bincount(cluster_codes[cluster_codes >= 0], minlength=len(clusters))
     walked = _walk(asked, clusters, candidates)
     _warn_about_answers(walked.reasons, len(asked.laid))
 
@@ -162,7 +174,9 @@ def collect(
     )
     # ties go to the candidate listed first in the prompt (sorted() order of the names)
     rank = np.argsort(np.argsort(np.array(candidates, dtype=object), kind="stable"))
-    result = assign_labels(table, n_asked, one_to_one=one_to_one, tie_order=rank)
+    result = assign_labels(
+        table, n_asked + walked.n_displaced, one_to_one=one_to_one, tie_order=rank
+    )
     if one_to_one and result.method != "one_to_one":
         logger.warning(
             "annotate: one_to_one=True but %d clusters and only %d candidates; each cluster "
@@ -213,6 +227,7 @@ _ANSWER_COLUMNS = [
     "answer",
     "matched",
     "counted",
+    "displaced",
 ]
 
 
@@ -233,7 +248,8 @@ def _cluster_table(
         "label": cluster_labels,
         "confidence": result.confidence,
         "votes": result.votes.astype(np.int64),
-        "n_asked": n_asked,
+        "n_asked": n_asked + walked.n_displaced,
+        "n_displaced": walked.n_displaced,
         "n_valid": walked.n_valid,
         "n_conflict": walked.n_conflict,
         "n_unmatched": walked.n_unmatched,

@@ -4,22 +4,25 @@ Each round is laid out by :class:`~sc_cello1.tl._layout.Layout` from what the an
 the earlier rounds said, built into :class:`~sc_cello1.data.Puzzle` objects, answered by
 :func:`~sc_cello1.tl.solve` and scored by :func:`score_answer`: an answer votes only when
 it is read strictly (:func:`sc_cello1._answer.read_items`: one item per cell inside
-``<answer>...</answer>``), its query cells' items are votes, and its known cells are
-scored against their labels (a known cell answered otherwise marks a conflict, and the
-puzzle's votes do not count).
+``<answer>...</answer>``), its query cells' and anchors' items are votes, and its
+reference cells are scored against their labels (too few answered with them mark a
+conflict, and the puzzle's votes do not count). After each round the items displaced by
+the one-to-one rule are taken out of the tally (:func:`._displaced.explain`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sc_cello1._answer import read_items, split_slots, strict_answer
 from sc_cello1._logging import logger
 
 from ._cluster_puzzles import context_for
+from ._displaced import AnsweredCell, Explained, explain
 from ._layout import LaidPuzzle, Layout, Tally
 
 if TYPE_CHECKING:
@@ -98,16 +101,9 @@ def score_answer(
     if conflicts and len(right) >= min_known_score * len(answered):
         conflicts = []
     conflict = "; ".join(conflicts)
-    shown = Counter(known_cells)
-    counts = []
-    for slot, hit in zip(laid.slots, hits, strict=True):
-        if conflict or slot.cluster < 0:
-            counts.append(False)
-        elif slot.known is None:
-            counts.append(True)
-        else:  # an anchor votes; a spare's item is forced unless it is its label
-            got = hit is not None and candidates[hit] == slot.known
-            counts.append(shown[slot.known] == 1 or got)
+    # query cells and anchors vote (a spare answered otherwise is displaced); no cell of
+    # a conflicted puzzle, and no reference cell
+    counts = [not conflict and slot.cluster >= 0 for slot in laid.slots]
     # the table scores anchors as well as reference cells
     n_right = len(
         {
@@ -183,6 +179,8 @@ class Asked:
     tally: Tally
     n_rounds: int
     lists_all: bool = False
+    #: displaced items and the labels they leave (see :mod:`._displaced`)
+    explained: Explained | None = None
 
 
 def ask_in_rounds(
@@ -198,6 +196,7 @@ def ask_in_rounds(
     tally = Tally(n_clusters)
     asked = Asked([], [], [], [], tally, 0)
     candidates = matcher.candidates
+    answered: list[list[AnsweredCell]] = []
     while True:
         laid = layout.next_round(tally)
         if not laid:
@@ -231,13 +230,26 @@ def ask_in_rounds(
                 if hit is not None and candidates[hit] in displaced:
                     tally.hinted[slot.cluster][candidates[hit]] += 1
                 tally.asked[slot.cluster] += 1
-                tally.counted[slot.cluster] += counts
-                if counts and hit is not None:
-                    tally.votes[slot.cluster][candidates[hit]] += 1
+            answered.append(
+                [
+                    AnsweredCell(
+                        slot.cluster,
+                        slot.known,
+                        None if hit is None else candidates[hit],
+                        bool(counts) and slot.cluster >= 0,
+                    )
+                    for slot, hit, counts in zip(
+                        lp.slots, sc.hits, sc.counts or [False] * lp.n_cells, strict=True
+                    )
+                ]
+            )
             asked.laid.append(lp)
             asked.puzzles.append(puzzles[i])
             asked.records.append(rec)
             asked.scored.append(sc)
+        asked.explained = explain(answered, n_clusters, candidates=candidates)
+        tally.votes = asked.explained.votes
+        tally.counted = np.asarray(asked.explained.counted, dtype=np.int64)
         logger.info(
             "annotate: round %d: %d puzzles, %d cells, %d answers voted",
             layout.round,

@@ -244,9 +244,12 @@ class Layout(PackedRounds):
             members[p].append(i)
             chosen.add(i)
         out = []
+        later = {i for part in members for i in part}  # clusters whose own puzzle is to come
         for part in members:
+            later -= set(part)
             slots = [self._take(group, cs[i], tally) for i in part]
-            # pad to N cells with further clusters, farthest from the members first
+            # pad to N cells with further clusters, farthest from the members first; never
+            # with the last cell of a cluster whose own puzzle comes later
             pads = sorted(
                 (i for i in range(k) if i not in part),
                 key=lambda i: -min(dist[i, j] for j in part),
@@ -254,7 +257,9 @@ class Layout(PackedRounds):
             for i in pads:
                 if len(slots) >= size:
                     break
-                if self._can_show(group, cs[i], tally):
+                if self._can_show(group, cs[i], tally) and (
+                    i not in later or self._left(group, cs[i]) > 1
+                ):
                     slots.append(self._take(group, cs[i], tally))
             out.append(self._puzzle(group, "anti-clustered", slots))
         return out
