@@ -50,7 +50,15 @@ def test_micro_batches_give_the_same_update(tiny_qwen2, tmp_path):
     import torch
 
     whole = _run(tiny_qwen2, tmp_path / "whole", 1)
-    # 8 completions in chunks of 3, 3 and 2: the same token-mean loss, so the same update.
+    # 8 completions in chunks of 3, 3 and 2: the same token-mean loss, so the same update,
+    # up to float32 rounding of the summation order. Adam divides by sqrt(v), so where a
+    # gradient is near zero that rounding reaches ~1e-4 relative on single elements
+    # (7e-6 absolute measured with torch 2.13, transformers 5.24, peft 0.21); 1e-5 is
+    # still 1% of an update (the adapters move by > 1e-3, see the DDP test above), so a
+    # loss that weighs chunks differently still fails.
     chunked = _run(tiny_qwen2, tmp_path / "chunked", 1, micro=3)
     for k in whole:
-        assert torch.allclose(whole[k], chunked[k], rtol=1e-4, atol=1e-6), k
+        assert torch.allclose(whole[k], chunked[k], rtol=1e-4, atol=1e-5), (
+            k,
+            (whole[k] - chunked[k]).abs().max().item(),
+        )
