@@ -236,7 +236,7 @@ def ask_in_rounds(
                         slot.cluster,
                         slot.known,
                         None if hit is None else candidates[hit],
-                        bool(counts) and slot.cluster >= 0,
+                        bool(counts),
                     )
                     for slot, hit, counts in zip(
                         lp.slots, sc.hits, sc.counts or [False] * lp.n_cells, strict=True

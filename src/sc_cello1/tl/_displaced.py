@@ -6,20 +6,22 @@ candidate that was left over, and that item says nothing about its cluster: it i
 **displaced**. An item is displaced when the answer used each candidate at most once,
 the item is not its cluster's label, and the label went to another cell of the puzzle
 that carries the same label (a cluster now labelled so, a further cell of the same
-cluster, or a reference cell of that type). Displaced items are neither votes nor in
-the denominator of the agreement; ``n_displaced`` counts them.
+cluster, or a reference cell of that type). Displaced items are no votes and are left
+out of the agreement the layout uses to decide whom to ask again; the final confidence
+still counts them as asks that did not name the label (``n_displaced`` counts them).
 
 Which label a cluster has decides which of its items are displaced, so the label is
 chosen among the *self-consistent* ones (a candidate that is still the most voted once
 the items it displaces are taken out) by the likelihood of the answers under the
 trained rule, with the other clusters' labels held fixed (a few sweeps, until no label
 changes). Per asked cell, with ``k`` other cells of the puzzle carrying the label ``T``
-and ``C`` candidates, a cell of type ``T`` is answered
+and ``F`` candidates left once the other cells that got their own label are set aside,
+a cell of type ``T`` is answered
 
 - ``T``, with probability ``p / (k + 1)`` (it knew its type and came first of the ``k + 1``);
-- another candidate while ``T`` went to one of the ``k``: ``k / (k + 1) / (C - 1)``;
+- another candidate while ``T`` went to one of the ``k``: ``k / (k + 1) / F``;
 - another candidate while ``T`` was free or went to a cell of another label:
-  ``(1 - p) / (C - 1)`` (the model did not know, or preferred another cell for ``T``).
+  ``(1 - p) / F`` (the model did not know, or preferred another cell for ``T``).
 
 ``p`` is estimated from the items of cells that had no competitor for their label (the
 share answered with it, between 0.5 and 0.99). When no answer uses a candidate twice
@@ -62,7 +64,6 @@ class Explained:
     n_displaced: list[int]
     #: ``(puzzle, position)`` of every displaced item
     displaced: set[tuple[int, int]] = field(default_factory=set)
-    p: float = 0.75
 
 
 def _one_to_one(puzzle: Sequence[AnsweredCell]) -> bool:
@@ -189,7 +190,6 @@ def explain(
     The :class:`Explained` labels, votes and counts.
     """
     answers = _Answers(puzzles, n_clusters, len(candidates))
-    p = 0.75
     for _ in range(max_sweeps):
         p = answers.estimate_p()
         new = answers.relabel(p)
@@ -198,7 +198,7 @@ def explain(
         answers.labels = new
     labels = answers.labels
     out = Explained(
-        labels, [Counter() for _ in range(n_clusters)], [0] * n_clusters, [0] * n_clusters, set(), p
+        labels, [Counter() for _ in range(n_clusters)], [0] * n_clusters, [0] * n_clusters
     )
     for c, final in enumerate(labels):
         for i, pos in answers.asks[c]:

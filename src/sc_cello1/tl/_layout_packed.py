@@ -26,9 +26,8 @@ def _packed_round(layout: Any, group: int, tally: Tally) -> list[LaidPuzzle]:
     then filled to N cells with decided clusters as known cells: first labels not yet
     in the puzzle, then, where the data have too few such labels, further cells of an
     anchor already in the puzzle (*spares*: a model that uses each candidate once
-    gives the label to one of them and a spare candidate to the rest, whose items are
-    displaced, :mod:`._displaced`, so no query
-    cell has to lose its type). The queries of puzzles that known cells cannot fill
+    gives the label to one of them and a spare candidate to the rest, so no query cell
+    has to lose its type; the spares' other items are displaced, see :mod:`._displaced`). The queries of puzzles that known cells cannot fill
     (before any cluster is decided, or once the anchors' budget is spent) are put
     together again, each once, in as few puzzles as they need, labels kept apart where
     possible; only their remaining cells are a clash, least costly first

@@ -49,7 +49,9 @@ class Tally:
     """What the answers said so far, per cluster, updated after each round.
 
     ``votes``: counted votes by candidate name; ``asked``: times shown as a query cell;
-    ``counted``: those whose answer could vote (read strictly, no conflict); ``shown``:
+    ``counted``: those whose answer could vote (read strictly, no conflict); both leave
+    out items displaced by the one-to-one rule (set after each round from
+    :func:`._displaced.explain`); ``shown``:
     cells shown, query and known; ``hinted``: labels a cluster was given in a conflicted
     puzzle while the known cell of that label was answered otherwise (the model put the
     label on this cluster rather than on the known cell: a hypothesis, not a vote).
